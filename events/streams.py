@@ -102,6 +102,9 @@ async def ensure_streams(js: JetStreamContext, retention: Retention | None = Non
             if e.err_code != 10058:  # stream name already in use with a different config
                 raise
             await js.update_stream(cfg)
+    # Claim consumers exist before the first call, so no `started` is missed by a late worker.
+    for claim in CLAIMS.values():
+        await ensure_claims(js, claim)
     log.debug("streams ready: %s, %s", CALLS, AUDIO)
 
 

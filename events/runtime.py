@@ -1,0 +1,49 @@
+"""Process plumbing shared by every service's `__main__`: logging, signals, metrics, uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from prometheus_client import start_http_server
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    for noisy in ("nats", "asyncio", "websockets", "httpx", "httpcore", "openai", "groq"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep asyncio as a fallback
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+def start_metrics(port: int, host: str = "0.0.0.0") -> None:
+    """Serve Prometheus metrics of this process (all services share the default registry)."""
+    start_http_server(port, addr=host)
+
+
+async def wait_for_signal() -> str:
+    """Return the name of the first SIGINT/SIGTERM received."""
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[str] = loop.create_future()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda s=sig: got.done() or got.set_result(s.name))
+    try:
+        return await got
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def run_service(name: str) -> None:
+    logging.getLogger(name).info("%s running; Ctrl-C to stop", name)
+    sig = await wait_for_signal()
+    logging.getLogger(name).info("%s stopping on %s", name, sig)

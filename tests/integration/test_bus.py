@@ -1,0 +1,185 @@
+"""Bus helpers against a real nats-server: bad messages are counted and skipped, streams are
+idempotent, calls are claimed by one instance and taken over when it dies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from events import codec, schemas, subjects, streams
+from events.bus import BAD_MESSAGES, Bus, CallClaims, Envelope
+from voicebot.servers import NatsServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
+
+CID = "0b3f2c1e-1111-4222-8333-444455556666"
+
+VALID = {
+    "event": (subjects.event(CID, "dtmf"), schemas.Dtmf(call_id=CID, ts=1.0, digit="1", seq=1)),
+    "transcript": (subjects.transcript(CID), schemas.Final(call_id=CID, ts=1.0, text="oui")),
+    "decision": (subjects.decision(CID), schemas.Decision(
+        call_id=CID, ts=1.0, turn=0, trigger="t", trigger_seq=0, state_from="A", state_to="B")),
+    "say": (subjects.say(CID), schemas.Say(call_id=CID, ts=1.0, utterance_id="u1", phrase="ok")),
+    "playback": (subjects.playback(CID), schemas.PlaybackStarted(call_id=CID, ts=1.0, utterance_id="u1")),
+    "control": (subjects.control(CID), schemas.Flush(call_id=CID, ts=1.0)),
+}
+
+
+def bad_count(service: str, kind: str) -> float:
+    return BAD_MESSAGES.labels(service, kind)._value.get()
+
+
+async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+async def test_core_subscriber_counts_and_skips_garbage(bus: Bus, kind: str) -> None:
+    subject, good = VALID[kind]
+    got: list[Envelope] = []
+
+    async def handler(env: Envelope) -> None:
+        got.append(env)
+
+    await bus.subscribe(subject, handler)
+    before = bad_count("test", kind)
+    await bus.nc.publish(subject, b"\xff garbage")
+    await bus.nc.publish(subject, b'{"v":1}')
+    await bus.publish(subject, good)
+    await wait_for(lambda: len(got) == 1)
+    assert got[0].event == good
+    assert bad_count("test", kind) == before + 2
+
+
+@pytest.mark.parametrize("kind", sorted(VALID))
+async def test_stream_replay_counts_and_skips_garbage(bus: Bus, kind: str) -> None:
+    subject, good = VALID[kind]
+    before = bad_count("test", kind)
+    await bus.js.publish(subject, b"not json at all")
+    await bus.publish(subject, good)
+    history = await bus.history(subject)
+    assert [env.event for env in history] == [good]
+    assert history[0].stream_seq > 0
+    assert bad_count("test", kind) == before + 1
+
+
+async def test_streams_are_created_idempotently(bus: Bus) -> None:
+    await streams.ensure_streams(bus.js)
+    await streams.ensure_streams(bus.js, streams.Retention(calls_days=30))
+    info = await bus.js.stream_info(streams.CALLS)
+    assert info.config.max_age == 30 * streams.DAY_S
+    audio = await bus.js.stream_info(streams.AUDIO)
+    assert set(audio.config.subjects or []) == set(streams.AUDIO_SUBJECTS)
+
+
+async def test_duplicate_publishes_with_one_msg_id_are_stored_once(bus: Bus) -> None:
+    subject, good = VALID["say"]
+    first = await bus.publish(subject, good, msg_id="same")
+    second = await bus.publish(subject, good, msg_id="same")
+    assert first == second
+    assert len(await bus.history(subject)) == 1
+
+
+async def _started(bus: Bus, call_id: str) -> None:
+    await bus.publish(subjects.event(call_id, "started"),
+                      schemas.Started(call_id=call_id, ts=time.time()))
+
+
+async def test_each_call_is_claimed_by_exactly_one_instance(nats_server: NatsServer, bus: Bus) -> None:
+    owners: dict[str, list[str]] = {}
+    release = asyncio.Event()
+
+    def instance(name: str):  # type: ignore[no-untyped-def]
+        async def on_call(started: schemas.Started, takeover: bool) -> None:
+            owners.setdefault(started.call_id, []).append(name)
+            await release.wait()
+        return on_call
+
+    buses = [await Bus.connect(nats_server.url, f"w{i}") for i in range(2)]
+    claim = streams.ClaimConsumer(service="tester", ack_wait_s=2.0)
+    tasks = [asyncio.create_task(CallClaims(b, claim, instance(f"w{i}")).run()) for i, b in enumerate(buses)]
+    await asyncio.sleep(0.2)  # both pull loops are waiting (they create the durable)
+    ids = [subjects.new_call_id() for _ in range(10)]
+    for call_id in ids:
+        await _started(bus, call_id)
+    await wait_for(lambda: len(owners) == 10)
+    await asyncio.sleep(2.5)  # longer than ack_wait: the heartbeat must keep every claim
+    assert all(len(v) == 1 for v in owners.values()), owners
+    release.set()
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for b in buses:
+        await b.close()
+
+
+async def test_a_dead_instance_s_call_is_taken_over(nats_server: NatsServer, bus: Bus) -> None:
+    seen: list[tuple[str, bool]] = []
+    claim = streams.ClaimConsumer(service="tester2", ack_wait_s=1.0)
+
+    async def hold(started: schemas.Started, takeover: bool) -> None:
+        seen.append(("a", takeover))
+        await asyncio.Event().wait()
+
+    async def second(started: schemas.Started, takeover: bool) -> None:
+        seen.append(("b", takeover))
+
+    bus_a = await Bus.connect(nats_server.url, "a")
+    task_a = asyncio.create_task(CallClaims(bus_a, claim, hold).run())
+    await asyncio.sleep(0.2)
+    call_id = subjects.new_call_id()
+    await _started(bus, call_id)
+    await wait_for(lambda: seen == [("a", False)])
+    # Instance a dies without releasing its claim: its connection simply goes away.
+    task_a.cancel()
+    await asyncio.gather(task_a, return_exceptions=True)
+    await bus_a.nc.close()
+    bus_b = await Bus.connect(nats_server.url, "b")
+    task_b = asyncio.create_task(CallClaims(bus_b, claim, second).run())
+    t0 = time.monotonic()
+    await wait_for(lambda: ("b", True) in seen, timeout=10)
+    assert time.monotonic() - t0 < 5
+    task_b.cancel()
+    await asyncio.gather(task_b, return_exceptions=True)
+    await bus_b.close()
+
+
+async def test_garbage_on_the_started_subject_does_not_stop_claims(bus: Bus) -> None:
+    seen: list[str] = []
+
+    async def on_call(started: schemas.Started, takeover: bool) -> None:
+        seen.append(started.call_id)
+
+    claim = streams.ClaimConsumer(service="tester3")
+    task = asyncio.create_task(CallClaims(bus, claim, on_call).run())
+    await asyncio.sleep(0.2)
+    call_id = subjects.new_call_id()
+    before = bad_count("test", "event")
+    await bus.js.publish(subjects.event(call_id, "started"), b"garbage")
+    await _started(bus, call_id)
+    await wait_for(lambda: seen == [call_id])
+    assert bad_count("test", "event") == before + 1
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_publish_survives_a_nats_restart(nats_server: NatsServer, bus: Bus) -> None:
+    subject, good = VALID["say"]
+    nats_server.restart()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            await bus.publish(subject, good, msg_id="after-restart")
+            break
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.1)
+    assert [e.event for e in await bus.history(subject)] == [good]
+    assert codec.tag_of(good) == "say"
