@@ -80,6 +80,7 @@ class Bus:
             reconnected_cb=on_reconnect,
             error_cb=on_error,
             pending_size=64 * 1024 * 1024,
+            drain_timeout=2,  # an ordered consumer being torn down must not hold shutdown
         )
         return cls(nc, service)
 
@@ -89,8 +90,11 @@ class Bus:
             self._publisher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._publisher
-        with contextlib.suppress(Exception):
+        try:
             await self.nc.drain()
+        except Exception:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
 
     # --- publishing ---------------------------------------------------------------------
 
@@ -288,7 +292,7 @@ class CallClaims:
                     continue
                 try:
                     msgs = await psub.fetch(min(room, 16), timeout=1.0)
-                except NatsTimeout:
+                except TimeoutError:  # nats' own and the bare asyncio one both mean "nothing yet"
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
@@ -296,8 +300,11 @@ class CallClaims:
                     await self._take(msg)
         finally:
             heartbeat.cancel()
-            for _msg, task in list(self.held.values()):
+            for msg, task in list(self.held.values()):
                 task.cancel()
+                # A clean stop hands the call to another instance now, not after ack_wait.
+                with contextlib.suppress(Exception):
+                    await msg.nak()
             await asyncio.gather(
                 heartbeat, *(t for _, t in self.held.values()), return_exceptions=True
             )

@@ -1,0 +1,600 @@
+"""The SAV dialog as a pure state machine: `step(state, input) -> (state, actions)`.
+
+No I/O and no clock: the shell (worker.py) feeds inputs (call start, what the caller said with
+its NLU reading, DTMF, playback progress, timers, results of database look-ups) and carries out
+the actions (say, timers, tickets, hang-up, transfer). A call's state is therefore a pure
+function of its inputs, which is what makes takeover and replay possible.
+
+WELCOME -> IDENTIFICATION -> DIAGNOSTIC -> SOLUTION -> VERIFICATION -> GOODBYE | TRANSFER
+(TICKET when no technician can take the call; CLOSED once the call is over.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+
+from brain.solutions import Catalog, Problem
+
+State = Literal[
+    "INIT", "WELCOME", "IDENTIFICATION", "DIAGNOSTIC", "SOLUTION", "VERIFICATION",
+    "TICKET", "GOODBYE", "TRANSFER", "CLOSED",
+]
+
+# What each state waits for: also the closed-choice hint given to the NLU and the STT prompt.
+EXPECTING: dict[str, str | None] = {
+    "WELCOME": "problem",
+    "IDENTIFICATION": "identity",
+    "DIAGNOSTIC": "category",
+    "SOLUTION": "ack",
+    "VERIFICATION": "yes_no",
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """Tunables of the dialog; part of the decision's inputs, so replay uses the same."""
+
+    no_input_s: float = 8.0
+    max_no_input: int = 3  # re-prompt, last prompt, then hang up
+    max_misunderstood: int = 2  # after this many, offer DTMF
+    max_call_s: float = 600.0
+    end_guard_s: float = 15.0  # hang up anyway if the goodbye's playback is never reported
+
+
+class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
+    """Everything the dialog remembers about a call; published with each decision."""
+
+    state: str = "INIT"
+    turn: int = 0
+    utterances: int = 0  # counter for utterance ids
+    caller_number: str | None = None
+    name: str | None = None
+    phone: str | None = None
+    customer_id: int | None = None
+    customer_name: str | None = None
+    category: str | None = None
+    problem: str | None = None  # Problem.key
+    step: int = 0  # index of the solution step being tried
+    tried: tuple[str, ...] = ()  # solution steps said to the caller, for the ticket summary
+    identity_attempts: int = 0
+    misunderstood: int = 0
+    no_input: int = 0
+    dtmf_mode: bool = False
+    dtmf_buffer: str = ""
+    last_prompt: str | None = None  # phrase key or text, replayed on "répétez"
+    last_prompt_is_text: bool = False
+    awaiting: str | None = None  # utterance id whose end starts the no-input timer
+    playing: tuple[str, ...] = ()  # utterance ids the edge is playing
+    uninterruptible: tuple[str, ...] = ()
+    ending: str | None = None  # hangup | transfer:<target> once decided
+    ending_after: str | None = None  # utterance id that must finish first
+    outcome: str | None = None  # solved | transfer | ticket | abandoned | no_input | max_length
+    ticket_pending: bool = False
+    ticket: str | None = None
+    technician_pending: bool = False
+
+
+# --- inputs ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: int
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True)
+class CallStarted:
+    caller: str | None = None
+    customer: Customer | None = None  # looked up from the registered caller number
+
+
+@dataclass(frozen=True)
+class Heard:
+    """A caller's utterance with its NLU reading (and a look-up, when it gave a phone)."""
+
+    text: str
+    intent: str
+    slots: dict[str, str] = field(default_factory=dict)
+    confident: bool = True
+    customer: Customer | None = None
+    looked_up: bool = False
+
+
+@dataclass(frozen=True)
+class Dtmf:
+    digit: str
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    pass
+
+
+@dataclass(frozen=True)
+class PlaybackStarted:
+    utterance_id: str
+
+
+@dataclass(frozen=True)
+class PlaybackEnded:
+    utterance_id: str
+    interrupted: bool = False
+
+
+@dataclass(frozen=True)
+class Timeout:
+    name: Literal["no_input", "max_length", "end_guard"]
+
+
+@dataclass(frozen=True)
+class TechnicianResult:
+    available: bool
+    target: str = "technicians"
+
+
+@dataclass(frozen=True)
+class TicketOpened:
+    number: str
+
+
+@dataclass(frozen=True)
+class CallerHungUp:
+    pass
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Another instance takes the call over: re-arm what a crash may have lost."""
+
+
+@dataclass(frozen=True)
+class ProviderTrouble:
+    """A provider is slow or failed (`timeout`: hold phrase) or audio was lost (`gap`: the
+    caller is asked to repeat)."""
+
+    kind: Literal["timeout", "gap"]
+
+
+Input = (
+    CallStarted | Heard | Dtmf | SpeechStarted | PlaybackStarted | PlaybackEnded | Timeout
+    | TechnicianResult | TicketOpened | CallerHungUp | Resume | ProviderTrouble
+)
+
+# --- actions --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Say:
+    utterance_id: str
+    phrase: str | None = None
+    text: str | None = None
+    interruptible: bool = True
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    name: Literal["no_input", "max_length", "end_guard"]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class CancelTimer:
+    name: Literal["no_input", "max_length", "end_guard"]
+
+
+@dataclass(frozen=True)
+class Flush:
+    utterance_id: str
+
+
+@dataclass(frozen=True)
+class FindTechnician:
+    category: str | None
+
+
+@dataclass(frozen=True)
+class OpenTicket:
+    category: str | None
+    summary: str
+    status: str  # open | transferred
+
+
+@dataclass(frozen=True)
+class EndCall:
+    how: str  # hangup | transfer:<target>
+    reason: str
+
+
+@dataclass(frozen=True)
+class RecordOutcome:
+    outcome: str
+
+
+Action = Say | StartTimer | CancelTimer | Flush | FindTechnician | OpenTicket | EndCall | RecordOutcome
+
+
+def describe(action: Action) -> str:
+    """A one-line name for decision events and replay diffs."""
+    match action:
+        case Say(phrase=str(p)):
+            return f"say:{p}"
+        case Say(text=t):
+            return f"say_text:{t}"
+        case StartTimer(name=n, seconds=s):
+            return f"timer:{n}:{s:g}"
+        case CancelTimer(name=n):
+            return f"cancel:{n}"
+        case Flush(utterance_id=u):
+            return f"flush:{u}"
+        case FindTechnician(category=c):
+            return f"find_technician:{c}"
+        case OpenTicket(status=s):
+            return f"open_ticket:{s}"
+        case EndCall(how=h):
+            return f"end:{h}"
+        case RecordOutcome(outcome=o):
+            return f"outcome:{o}"
+    raise AssertionError(action)
+
+
+# --- the machine ----------------------------------------------------------------------
+
+
+class Dialog:
+    """Holds the policy and the solution catalogue; `step` is pure given those."""
+
+    def __init__(self, catalog: Catalog, policy: Policy | None = None) -> None:
+        self.catalog = catalog
+        self.policy = policy or Policy()
+
+    def step(self, s: Snapshot, event: Input) -> tuple[Snapshot, list[Action]]:
+        out: list[Action] = []
+        if s.state == "CLOSED":
+            return s, out
+        match event:
+            case CallStarted():
+                s = self._start(s, event, out)
+            case PlaybackStarted(utterance_id=u):
+                s = msgspec.structs.replace(s, playing=(*s.playing, u))
+            case PlaybackEnded():
+                s = self._playback_ended(s, event, out)
+            case SpeechStarted():
+                s = self._barge_in(s, out)
+            case CallerHungUp():
+                s = self._caller_hung_up(s, out)
+            case Timeout(name="max_length"):
+                s = self._max_length(s, out)
+            case Timeout(name="end_guard"):
+                s = self._finish(s, out)
+            case Timeout(name="no_input"):
+                s = self._no_input(s, out)
+            case TechnicianResult():
+                s = self._technician(s, event, out)
+            case TicketOpened(number=n):
+                s = self._ticket_opened(s, n, out)
+            case Resume():
+                s = self._resume(s, out)
+            case ProviderTrouble(kind="timeout"):
+                if s.ending is None:
+                    s, _ = self._say(s, out, phrase="hold")
+            case ProviderTrouble(kind="gap"):
+                if s.ending is None and s.state in EXPECTING:
+                    s = self._prompt(s, out, phrase="repeat")
+            case Heard() | Dtmf() if s.ending is not None or s.ticket_pending or s.technician_pending:
+                pass  # the call is being wrapped up: nothing the caller says changes that
+            case Heard():
+                s = self._heard(s, event, out)
+            case Dtmf(digit=d):
+                s = self._dtmf(s, d, out)
+        return msgspec.structs.replace(s, turn=s.turn + 1), out
+
+    # --- prompts ----------------------------------------------------------------------
+
+    def _say(
+        self, s: Snapshot, out: list[Action], *, phrase: str | None = None,
+        text: str | None = None, interruptible: bool = True,
+    ) -> tuple[Snapshot, str]:
+        uid = f"u{s.utterances + 1}"
+        out.append(Say(uid, phrase=phrase, text=text, interruptible=interruptible))
+        s = msgspec.structs.replace(s, utterances=s.utterances + 1)
+        if not interruptible:
+            s = msgspec.structs.replace(s, uninterruptible=(*s.uninterruptible, uid))
+        return s, uid
+
+    def _prompt(
+        self, s: Snapshot, out: list[Action], *, phrase: str | None = None,
+        text: str | None = None, preface: str | None = None,
+    ) -> Snapshot:
+        """Say a question and wait for the answer: the no-input timer starts when it ends."""
+        out.append(CancelTimer("no_input"))
+        if preface is not None:
+            s, _ = self._say(s, out, text=preface)
+        s, uid = self._say(s, out, phrase=phrase, text=text)
+        return msgspec.structs.replace(
+            s, awaiting=uid, last_prompt=phrase or text, last_prompt_is_text=phrase is None
+        )
+
+    def _reprompt(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        if s.last_prompt is None:
+            return s
+        if s.last_prompt_is_text:
+            return self._prompt(s, out, text=s.last_prompt)
+        return self._prompt(s, out, phrase=s.last_prompt)
+
+    def _end(
+        self, s: Snapshot, out: list[Action], *, how: str, outcome: str,
+        phrase: str | None = None, text: str | None = None,
+    ) -> Snapshot:
+        """Say the last words (not interruptible), then hang up or transfer once they played."""
+        out.append(CancelTimer("no_input"))
+        s, uid = self._say(s, out, phrase=phrase, text=text, interruptible=False)
+        out.append(RecordOutcome(outcome))
+        out.append(StartTimer("end_guard", self.policy.end_guard_s))
+        state = "TRANSFER" if how.startswith("transfer") else "GOODBYE"
+        return msgspec.structs.replace(
+            s, state=state, ending=how, ending_after=uid, outcome=outcome, awaiting=None
+        )
+
+    def _finish(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        if s.ending is None:
+            return s
+        out.append(CancelTimer("end_guard"))
+        out.append(CancelTimer("max_length"))
+        out.append(EndCall(s.ending, s.outcome or "ended"))
+        return msgspec.structs.replace(s, state="CLOSED", ending_after=None)
+
+    # --- events -----------------------------------------------------------------------
+
+    def _start(self, s: Snapshot, e: CallStarted, out: list[Action]) -> Snapshot:
+        if s.state != "INIT":
+            return s
+        s = msgspec.structs.replace(s, caller_number=e.caller, state="WELCOME")
+        if e.customer is not None:
+            s = msgspec.structs.replace(
+                s, customer_id=e.customer.id, customer_name=e.customer.name, phone=e.customer.phone
+            )
+        out.append(StartTimer("max_length", self.policy.max_call_s))
+        return self._prompt(s, out, phrase="welcome")
+
+    def _playback_ended(self, s: Snapshot, e: PlaybackEnded, out: list[Action]) -> Snapshot:
+        u = e.utterance_id
+        s = msgspec.structs.replace(
+            s,
+            playing=tuple(p for p in s.playing if p != u),
+            uninterruptible=tuple(p for p in s.uninterruptible if p != u),
+        )
+        if s.ending_after == u:
+            return self._finish(s, out)
+        if s.awaiting == u:
+            out.append(StartTimer("no_input", self.policy.no_input_s))
+        return s
+
+    def _barge_in(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """The caller speaks over the bot: stop what may be cut, stop waiting for silence."""
+        for u in s.playing:
+            if u not in s.uninterruptible:
+                out.append(Flush(u))
+        out.append(CancelTimer("no_input"))
+        return s
+
+    def _caller_hung_up(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        out.extend([CancelTimer("no_input"), CancelTimer("max_length"), CancelTimer("end_guard")])
+        outcome = s.outcome or "abandoned"
+        if s.outcome is None:
+            out.append(RecordOutcome(outcome))
+        if s.outcome is None and s.ticket is None and s.state not in ("INIT", "WELCOME"):
+            out.append(OpenTicket(s.category, self._summary(s, "appel raccroché"), "open"))
+        return msgspec.structs.replace(s, state="CLOSED", outcome=outcome)
+
+    def _max_length(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        if s.ending is not None:
+            return self._finish(s, out)
+        out.append(OpenTicket(s.category, self._summary(s, "durée maximale atteinte"), "open"))
+        return self._end(s, out, how="hangup", outcome="max_length", phrase="goodbye_max_length")
+
+    def _no_input(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        n = s.no_input + 1
+        s = msgspec.structs.replace(s, no_input=n)
+        if n >= self.policy.max_no_input:
+            if s.state not in ("INIT", "WELCOME"):
+                out.append(OpenTicket(s.category, self._summary(s, "plus de réponse"), "open"))
+            return self._end(s, out, how="hangup", outcome="no_input", phrase="goodbye_no_input")
+        if n == self.policy.max_no_input - 1:
+            return self._prompt(s, out, phrase="no_input_last")
+        prompt = self._reprompt(s, out)
+        if prompt is s:
+            return self._prompt(s, out, phrase="no_input")
+        return prompt
+
+    def _resume(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        if s.ticket_pending:
+            out.append(OpenTicket(s.category, self._summary(s, "reprise"), "open"))
+        if s.technician_pending:
+            out.append(FindTechnician(s.category))
+        if s.ending is not None:
+            out.append(StartTimer("end_guard", 3.0))
+        elif s.awaiting is not None and s.awaiting not in s.playing:
+            out.append(StartTimer("no_input", self.policy.no_input_s))
+        return s
+
+    # --- what the caller says -------------------------------------------------------
+
+    def _heard(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
+        out.append(CancelTimer("no_input"))
+        s = msgspec.structs.replace(s, no_input=0)
+        if not h.confident or not h.text.strip():
+            return self._misunderstood(s, out)
+        if h.intent == "repeat":
+            return self._reprompt(s, out)
+        if h.intent == "agent":
+            return self._escalate(s, out, "le client demande un technicien")
+        if h.intent == "goodbye" and s.state in ("WELCOME", "IDENTIFICATION", "DIAGNOSTIC"):
+            return self._end(s, out, how="hangup", outcome="abandoned", phrase="goodbye")
+        match s.state:
+            case "WELCOME":
+                return self._welcome_answer(s, h, out)
+            case "IDENTIFICATION":
+                return self._identity_answer(s, h, out)
+            case "DIAGNOSTIC":
+                return self._category_answer(s, h.intent, h.slots.get("category"), h.text, out)
+            case "SOLUTION":
+                return self._solution_ack(s, out)
+            case "VERIFICATION":
+                return self._verification_answer(s, h.intent, out)
+        return s
+
+    def _misunderstood(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        n = s.misunderstood + 1
+        s = msgspec.structs.replace(s, misunderstood=n)
+        dtmf_prompt = {"DIAGNOSTIC": "ask_category_dtmf", "VERIFICATION": "ask_yes_no_dtmf"}
+        if n >= self.policy.max_misunderstood and s.state in dtmf_prompt:
+            s = msgspec.structs.replace(s, dtmf_mode=True)
+            return self._prompt(s, out, phrase=dtmf_prompt[s.state])
+        if n >= self.policy.max_misunderstood and s.state == "IDENTIFICATION":
+            return self._after_identity(s, out)  # unknown callers still get help
+        if n > self.policy.max_misunderstood + 1:
+            return self._escalate(s, out, "incompréhension répétée")
+        out.append(Say(f"u{s.utterances + 1}", phrase="repeat"))
+        s = msgspec.structs.replace(s, utterances=s.utterances + 1)
+        return self._reprompt_quietly(s, out)
+
+    def _reprompt_quietly(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """After "pardon, pouvez-vous répéter", wait on that phrase rather than re-ask."""
+        uid = f"u{s.utterances}"
+        return msgspec.structs.replace(s, awaiting=uid)
+
+    def _welcome_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
+        category = h.slots.get("category") or _intent_category(h.intent)
+        problem = self.catalog.match(category, h.text) if category else None
+        s = msgspec.structs.replace(
+            s, state="IDENTIFICATION", misunderstood=0,
+            category=category or s.category, problem=problem.key if problem else s.problem,
+        )
+        if h.slots.get("phone") or h.slots.get("name"):
+            return self._identity_answer(s, h, out)
+        return self._prompt(s, out, phrase="ask_identity")
+
+    def _identity_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
+        name = h.slots.get("name") or s.name
+        phone = h.slots.get("phone") or s.phone
+        s = msgspec.structs.replace(s, name=name, phone=phone, identity_attempts=s.identity_attempts + 1)
+        if h.customer is not None:
+            s = msgspec.structs.replace(s, customer_id=h.customer.id, customer_name=h.customer.name)
+        if phone is None and s.caller_number is None and s.identity_attempts < 2:
+            return self._prompt(s, out, phrase="ask_phone")
+        return self._after_identity(s, out)
+
+    def _after_identity(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        s = msgspec.structs.replace(s, state="DIAGNOSTIC", misunderstood=0, dtmf_mode=False)
+        return self._prompt(s, out, phrase="ask_category")
+
+    def _category_answer(
+        self, s: Snapshot, intent: str, slot: str | None, text: str, out: list[Action]
+    ) -> Snapshot:
+        category = slot or _intent_category(intent)
+        if category is None:
+            return self._misunderstood(s, out)
+        problem = self.catalog.match(category, text)
+        if problem is None:  # no symptom words: keep what the caller said first, else the default
+            same = s.problem is not None and s.category == category
+            problem = self.catalog.get(s.problem) if same and s.problem else self.catalog.default(category)
+        if problem is None:
+            return self._escalate(msgspec.structs.replace(s, category=category), out,
+                                  "aucune solution connue")
+        s = msgspec.structs.replace(
+            s, category=category, problem=problem.key, step=0, misunderstood=0, dtmf_mode=False
+        )
+        return self._propose(s, problem, out)
+
+    def _propose(self, s: Snapshot, problem: Problem, out: list[Action]) -> Snapshot:
+        text = problem.steps[s.step]
+        s = msgspec.structs.replace(s, state="SOLUTION", tried=(*s.tried, text))
+        return self._prompt(s, out, text=text)
+
+    def _solution_ack(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        s = msgspec.structs.replace(s, state="VERIFICATION", misunderstood=0)
+        return self._prompt(s, out, phrase="ask_verification")
+
+    def _verification_answer(self, s: Snapshot, intent: str, out: list[Action]) -> Snapshot:
+        if intent in ("affirm", "goodbye"):
+            return self._end(s, out, how="hangup", outcome="solved", phrase="goodbye")
+        if intent != "deny":
+            return self._misunderstood(s, out)
+        problem = self.catalog.get(s.problem) if s.problem else None
+        if problem is not None and s.step + 1 < len(problem.steps):
+            s = msgspec.structs.replace(s, step=s.step + 1, misunderstood=0, dtmf_mode=False)
+            return self._propose(s, problem, out)
+        return self._escalate(s, out, "les solutions proposées n'ont pas suffi")
+
+    def _escalate(self, s: Snapshot, out: list[Action], why: str) -> Snapshot:
+        """No solution left, or the caller asks for a person: a technician if one is free."""
+        out.append(CancelTimer("no_input"))
+        out.append(FindTechnician(s.category))
+        s, _ = self._say(s, out, phrase="hold")
+        return msgspec.structs.replace(
+            s, technician_pending=True, awaiting=None, tried=(*s.tried, f"[{why}]")
+        )
+
+    def _technician(self, s: Snapshot, r: TechnicianResult, out: list[Action]) -> Snapshot:
+        if not s.technician_pending:
+            return s
+        s = msgspec.structs.replace(s, technician_pending=False)
+        if r.available:
+            out.append(OpenTicket(s.category, self._summary(s, "transféré à un technicien"), "transferred"))
+            return self._end(s, out, how=f"transfer:{r.target}", outcome="transfer", phrase="transfer")
+        out.append(OpenTicket(s.category, self._summary(s, "rappel par un technicien"), "open"))
+        return msgspec.structs.replace(s, state="TICKET", ticket_pending=True)
+
+    def _ticket_opened(self, s: Snapshot, number: str, out: list[Action]) -> Snapshot:
+        was_pending = s.ticket_pending
+        s = msgspec.structs.replace(s, ticket=number, ticket_pending=False)
+        if not was_pending or s.state != "TICKET":
+            return s
+        text = (
+            f"Aucun technicien n'est disponible pour le moment. J'ai ouvert le ticket numéro "
+            f"{number}. Un technicien vous rappellera. Merci pour votre appel, au revoir."
+        )
+        return self._end(s, out, how="hangup", outcome="ticket", text=text)
+
+    def _dtmf(self, s: Snapshot, digit: str, out: list[Action]) -> Snapshot:
+        out.append(CancelTimer("no_input"))
+        s = msgspec.structs.replace(s, no_input=0)
+        match s.state, digit:
+            case "DIAGNOSTIC", "1":
+                return self._category_answer(s, "internet", "internet", "", out)
+            case "DIAGNOSTIC", "2":
+                return self._category_answer(s, "mobile", "mobile", "", out)
+            case "VERIFICATION", "1":
+                return self._verification_answer(s, "affirm", out)
+            case "VERIFICATION", "2":
+                return self._verification_answer(s, "deny", out)
+            case "SOLUTION", _:
+                return self._solution_ack(s, out)
+            case ("WELCOME" | "IDENTIFICATION"), d if d.isdigit():
+                buf = s.dtmf_buffer + d
+                s = msgspec.structs.replace(s, dtmf_buffer=buf, state="IDENTIFICATION")
+                if len(buf) >= 10:
+                    s = msgspec.structs.replace(s, phone=buf[:10], dtmf_buffer="")
+                    return self._after_identity(s, out)
+                return s
+            case ("WELCOME" | "IDENTIFICATION"), "#" if s.dtmf_buffer:
+                s = msgspec.structs.replace(s, phone=s.dtmf_buffer, dtmf_buffer="")
+                return self._after_identity(s, out)
+            case _, "0":
+                return self._escalate(s, out, "le client a demandé un technicien (touche 0)")
+        return self._misunderstood(s, out)
+
+    @staticmethod
+    def _summary(s: Snapshot, why: str) -> str:
+        who = s.customer_name or s.name or "client non identifié"
+        tried = "; ".join(t for t in s.tried if not t.startswith("[")) or "aucune"
+        return f"{who} ({s.category or 'catégorie inconnue'}): {why}. Solutions essayées: {tried}"
+
+
+def _intent_category(intent: str) -> str | None:
+    return intent if intent in ("internet", "mobile") else None

@@ -1,0 +1,364 @@
+"""The brain's async shell: one `CallBrain` per owned call around the pure dialog.
+
+A call's history is read back from the CALLS stream (ordered consumer) before anything is
+decided: the last `decision` carries the dialog snapshot and the stream sequence of the last
+input it consumed, so a takeover resumes exactly where the previous owner stopped. Actions are
+published before their decision (each with a deterministic `Nats-Msg-Id`), so a crash between
+the two re-publishes the same says and NATS de-duplicates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from brain import dialog as d
+from brain.config import BrainConfig
+from brain.metrics import DECISIONS, NLU_FALLBACKS, NLU_SECONDS
+from brain.nlu import Nlu, understand
+from brain.solutions import Catalog
+from brain.store import Store
+from events import schemas, subjects
+from events.bus import Bus, CallClaims, Envelope
+from events.streams import CLAIMS
+
+log = logging.getLogger("brain")
+
+
+@dataclass
+class Pending:
+    """An input waiting to be decided on, with what the decision record needs."""
+
+    input: d.Input
+    trigger: str
+    seq: int
+    text: str | None = None
+    nlu: Nlu | None = None
+    nlu_source: str = "rules"
+    llm_raw: str | None = None
+    llm_ms: float | None = None
+    latency: schemas.Latency | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BrainWorker:
+    def __init__(self, config: BrainConfig, bus: Bus, store: Store | None = None) -> None:
+        self.config = config
+        self.bus = bus
+        self.store = store
+        catalog = Catalog.load(config.solutions_path) if config.solutions_path else Catalog.load()
+        policy = d.Policy(no_input_s=config.no_input_s, max_call_s=config.max_call_s)
+        self.dialog = d.Dialog(catalog, policy)
+        self.llm: Any = None
+        if config.nlu_provider == "groq":
+            from brain.providers.groq import GroqNlu
+
+            self.llm = GroqNlu(
+                api_key=config.groq_api_key or "", model=config.groq_model,
+                base_url=config.groq_base_url, timeout_s=config.llm_timeout_s,
+            )
+        self.calls: dict[str, CallBrain] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        claims = CallClaims(self.bus, CLAIMS["brain"], self._on_call, max_calls=self.config.max_calls)
+        self._task = asyncio.create_task(claims.run(), name="brain-claims")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _on_call(self, started: schemas.Started, takeover: bool) -> None:
+        call = CallBrain(self, started.call_id, takeover)
+        self.calls[started.call_id] = call
+        try:
+            await call.run()
+        finally:
+            self.calls.pop(started.call_id, None)
+
+
+class CallBrain:
+    def __init__(self, worker: BrainWorker, call_id: str, takeover: bool) -> None:
+        self.w = worker
+        self.bus = worker.bus
+        self.store = worker.store
+        self.dialog = worker.dialog
+        self.call_id = call_id
+        self.takeover = takeover
+        self.snapshot = d.Snapshot()
+        self.last_seq = 0  # stream sequence of the last input decided on
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.timers: dict[str, asyncio.TimerHandle] = {}
+        self.segments: list[schemas.Final] = []  # finals of the utterance being spoken
+        self.ended = False
+        self.hold_seq = 0
+
+    # --- history and the live loop -------------------------------------------------
+
+    async def run(self) -> None:
+        log.info("[%s] brain owns the call%s", self.call_id, " (takeover)" if self.takeover else "")
+        follower = asyncio.create_task(self._follow(), name=f"brain-follow-{self.call_id}")
+        try:
+            while not (self.ended and self.queue.empty()):
+                pending = await self.queue.get()
+                await self._decide(pending)
+                if self.snapshot.state == "CLOSED" and self.ended:
+                    break
+        finally:
+            follower.cancel()
+            for t in self.timers.values():
+                t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+        log.info("[%s] brain done: %s", self.call_id, self.snapshot.outcome)
+
+    async def _follow(self) -> None:
+        """Replay the call's history, rebuild the snapshot, then turn new messages into inputs."""
+        backlog: list[Envelope] = []
+        caught_up = False
+        async for env in self.bus.replay(subjects.all_of(self.call_id)):
+            if not caught_up:
+                match env.event:
+                    case schemas.Decision(snapshot=snap, trigger_seq=seq):
+                        self.snapshot = msgspec.convert(snap, d.Snapshot)
+                        self.last_seq = max(self.last_seq, seq)
+                    case _:
+                        backlog.append(env)
+                if env.pending > 0:
+                    continue
+                caught_up = True
+                for old in backlog:
+                    if old.stream_seq > self.last_seq:
+                        await self._input_from(old)
+                if self.snapshot.state != "INIT":
+                    self.queue.put_nowait(Pending(d.Resume(), "resume", self.last_seq))
+                continue
+            await self._input_from(env)
+
+    async def _input_from(self, env: Envelope) -> None:
+        """Map a bus message to a dialog input (enriching it: NLU, customer look-up)."""
+        seq = env.stream_seq
+        put = self.queue.put_nowait
+        match env.event:
+            case schemas.Started(caller=caller):
+                customer = await self._lookup(caller) if caller else None
+                if self.store is not None:
+                    await _quiet(self.store.call_started(self.call_id, caller), self.call_id)
+                put(Pending(d.CallStarted(caller, customer), "started", seq))
+            case schemas.Dtmf(digit=digit):
+                put(Pending(d.Dtmf(digit), "dtmf", seq, text=f"DTMF {digit}"))
+            case schemas.Hangup(by="caller") | schemas.Ended():
+                self.ended = True
+                put(Pending(d.CallerHungUp(), "hangup", seq))
+            case schemas.BargeIn():
+                put(Pending(d.SpeechStarted(), "bargein", seq))
+            case schemas.Error(source="stt", code=code):
+                kind = "gap" if code == "takeover" else "timeout"
+                put(Pending(d.ProviderTrouble(kind), f"stt_{code}", seq))
+            case schemas.SpeechStarted():
+                put(Pending(d.SpeechStarted(), "speech_started", seq))
+            case schemas.Gap():
+                put(Pending(d.ProviderTrouble("gap"), "stt_gap", seq))
+            case schemas.Final() as final:
+                self.segments.append(final)
+                if final.speech_final:
+                    await self._utterance(seq)
+            case schemas.UtteranceEnd():
+                if self.segments:
+                    await self._utterance(seq)
+            case schemas.PlaybackStarted(utterance_id=u):
+                put(Pending(d.PlaybackStarted(u), "playback_started", seq))
+            case schemas.PlaybackFinished(utterance_id=u):
+                put(Pending(d.PlaybackEnded(u), "playback_finished", seq))
+            case schemas.PlaybackInterrupted(utterance_id=u):
+                put(Pending(d.PlaybackEnded(u, interrupted=True), "playback_interrupted", seq))
+            case _:
+                pass  # our own decisions, says and controls, interim transcripts
+
+    async def _utterance(self, seq: int) -> None:
+        finals, self.segments = self.segments, []
+        text = " ".join(f.text.strip() for f in finals if f.text.strip())
+        last = finals[-1]
+        confident = self._trusted(finals) and bool(text)
+        expecting = d.EXPECTING.get(self.snapshot.state)
+        t0 = time.perf_counter()
+        nlu, source, raw, llm_ms = await self._understand(text, expecting) if text else (
+            Nlu(intent="unknown"), "rules", None, None
+        )
+        nlu_ms = (time.perf_counter() - t0) * 1000
+        NLU_SECONDS.labels(source).observe(nlu_ms / 1000)
+        customer = None
+        phone = nlu.slots.get("phone")
+        if phone:
+            customer = await self._lookup(phone)
+        heard = d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone))
+        latency = schemas.Latency(
+            end_of_speech_s=last.end, transcript_ms=last.latency_ms, nlu_ms=round(nlu_ms, 1)
+        )
+        self.queue.put_nowait(Pending(
+            heard, "transcript", seq, text=text, nlu=nlu, nlu_source=source, llm_raw=raw,
+            llm_ms=llm_ms, latency=latency, extra={"final_ts": last.ts},
+        ))
+
+    def _trusted(self, finals: list[schemas.Final]) -> bool:
+        c = self.w.config
+        for f in finals:
+            if f.no_speech_prob is not None and f.no_speech_prob > c.max_no_speech_prob:
+                return False
+            if f.avg_logprob is not None and f.avg_logprob < c.min_avg_logprob:
+                return False
+            if f.avg_logprob is None and f.confidence and f.confidence < c.min_confidence:
+                return False
+        return True
+
+    async def _understand(
+        self, text: str, expecting: str | None
+    ) -> tuple[Nlu, str, str | None, float | None]:
+        """Rules offline; with an LLM: a hold phrase if it is slow, the rules if it fails."""
+        if self.w.llm is None:
+            return understand(text, expecting), "rules", None, None
+        task = asyncio.ensure_future(self.w.llm.understand(text, expecting, self.snapshot.state))
+        done, _ = await asyncio.wait({task}, timeout=self.w.config.hold_after_s)
+        if not done:
+            await self._say_hold()
+        try:
+            nlu, raw, ms = await task
+            return nlu, "llm", raw, ms
+        except Exception as e:
+            NLU_FALLBACKS.labels(type(e).__name__).inc()
+            log.warning("[%s] LLM NLU failed (%s): rules decide this turn", self.call_id, e)
+            return understand(text, expecting), "llm_fallback", None, None
+
+    async def _say_hold(self) -> None:
+        self.hold_seq += 1
+        uid = f"hold-{self.snapshot.turn}-{self.hold_seq}"
+        say = schemas.Say(call_id=self.call_id, ts=time.time(), utterance_id=uid, phrase="hold")
+        await self.bus.publish(subjects.say(self.call_id), say, msg_id=f"{self.call_id}:say:{uid}")
+
+    async def _lookup(self, phone: str) -> d.Customer | None:
+        if self.store is None:
+            return None
+        return await _quiet(self.store.find_customer(phone), self.call_id)
+
+    # --- deciding ------------------------------------------------------------------
+
+    async def _decide(self, p: Pending) -> None:
+        before = self.snapshot
+        if p.seq:
+            self.last_seq = max(self.last_seq, p.seq)
+        after, actions = self.dialog.step(before, p.input)
+        if before.state == "CLOSED" and not actions:
+            return  # the call is over: nothing left to decide
+        self.snapshot = after
+        follow_ups: list[d.Input] = []
+        said_at: float | None = None
+        for action in actions:
+            said_at = await self._act(action, follow_ups) or said_at
+        latency = p.latency
+        if latency is not None and said_at is not None and "final_ts" in p.extra:
+            since_final = (said_at - p.extra["final_ts"]) * 1000
+            latency = msgspec.structs.replace(
+                latency, say_ms=round((latency.transcript_ms or 0) + since_final, 1)
+            )
+        decision = schemas.Decision(
+            call_id=self.call_id, ts=time.time(), turn=before.turn, trigger=p.trigger,
+            trigger_seq=self.last_seq, state_from=before.state, state_to=after.state,
+            intent=p.nlu.intent if p.nlu else None,
+            slots=dict(p.nlu.slots) if p.nlu else {}, text=p.text, nlu_source=p.nlu_source,
+            llm_raw=p.llm_raw, llm_ms=p.llm_ms, actions=tuple(d.describe(a) for a in actions),
+            latency=latency, snapshot=msgspec.to_builtins(after),
+        )
+        await self.bus.publish(
+            subjects.decision(self.call_id), decision, msg_id=f"{self.call_id}:decision:{before.turn}"
+        )
+        DECISIONS.labels(before.state, after.state).inc()
+        if self.store is not None and (p.text or before.state != after.state):
+            await _quiet(self.store.record_turn(
+                self.call_id, before.turn, before.state, after.state,
+                p.nlu.intent if p.nlu else None, p.text, list(decision.actions),
+            ), self.call_id)
+            if after.customer_id is not None and before.customer_id is None:
+                await _quiet(self.store.call_identified(self.call_id, after.customer_id), self.call_id)
+        if before.state != after.state:
+            log.info("[%s] %s -> %s (%s)", self.call_id, before.state, after.state, p.trigger)
+        for follow_up in follow_ups:
+            self.queue.put_nowait(Pending(follow_up, type(follow_up).__name__, 0))
+
+    async def _act(self, action: d.Action, follow_ups: list[d.Input]) -> float | None:
+        cid = self.call_id
+        match action:
+            case d.Say(utterance_id=u, phrase=phrase, text=text, interruptible=i):
+                say = schemas.Say(
+                    call_id=cid, ts=time.time(), utterance_id=u, phrase=phrase, text=text,
+                    interruptible=i,
+                )
+                await self.bus.publish(subjects.say(cid), say, msg_id=f"{cid}:say:{u}")
+                return say.ts
+            case d.StartTimer(name=name, seconds=seconds):
+                self._cancel(name)
+                self.timers[name] = asyncio.get_running_loop().call_later(
+                    seconds, self._fire, name
+                )
+            case d.CancelTimer(name=name):
+                self._cancel(name)
+            case d.Flush(utterance_id=u):
+                flush = schemas.Flush(call_id=cid, ts=time.time(), utterance_id=u)
+                await self.bus.publish(subjects.control(cid), flush)
+            case d.FindTechnician(category=category):
+                target = None
+                if self.store is not None:
+                    target = await _quiet(self.store.find_technician(category), cid)
+                follow_ups.append(d.TechnicianResult(target is not None, target or "technicians"))
+            case d.OpenTicket(category=category, summary=summary, status=status):
+                number = await self._open_ticket(category, summary, status)
+                follow_ups.append(d.TicketOpened(number))
+            case d.EndCall(how=how, reason=reason):
+                control: schemas.Control
+                if how.startswith("transfer"):
+                    target = how.partition(":")[2] or "technicians"
+                    control = schemas.Transfer(call_id=cid, ts=time.time(), target=target)
+                else:
+                    control = schemas.HangupCall(call_id=cid, ts=time.time(), reason=reason)
+                await self.bus.publish(subjects.control(cid), control, msg_id=f"{cid}:end")
+            case d.RecordOutcome(outcome=outcome):
+                if self.store is not None:
+                    await _quiet(self.store.call_outcome(cid, outcome, self.ended), cid)
+        return None
+
+    async def _open_ticket(self, category: str | None, summary: str, status: str) -> str:
+        if self.store is not None:
+            number = await _quiet(self.store.open_ticket(
+                self.call_id, self.snapshot.customer_id, category, summary, status
+            ), self.call_id)
+            if number is not None:
+                return number
+        # No database (or it failed): a number derived from the call id, still unique enough
+        # for the caller to quote; the summary is in the decision events for the archiver.
+        return str(int(self.call_id.replace("-", "")[:8], 16) % 900_000 + 100_000)
+
+    def _fire(self, name: str) -> None:
+        self.timers.pop(name, None)
+        self.queue.put_nowait(Pending(d.Timeout(name), f"timer:{name}", 0))  # type: ignore[arg-type]
+
+    def _cancel(self, name: str) -> None:
+        handle = self.timers.pop(name, None)
+        if handle is not None:
+            handle.cancel()
+
+
+async def _quiet(coro: Any, call_id: str) -> Any:
+    """Database trouble must not stop the dialog: log it and carry on without the result."""
+    try:
+        return await coro
+    except Exception as e:
+        log.warning("[%s] database call failed: %s", call_id, e)
+        return None
+
