@@ -226,10 +226,9 @@ class Bus:
         if start_time is None:
             cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
         else:
-            stamp = datetime.datetime.fromtimestamp(start_time, tz=datetime.UTC)
             cfg = api.ConsumerConfig(
                 deliver_policy=api.DeliverPolicy.BY_START_TIME,
-                opt_start_time=stamp.isoformat().replace("+00:00", "Z"),
+                opt_start_time=datetime.datetime.fromtimestamp(start_time, tz=datetime.UTC),
             )
         sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True, config=cfg)
         try:
@@ -299,6 +298,8 @@ class CallClaims:
                 for msg in msgs:
                     await self._take(msg)
         finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
             heartbeat.cancel()
             for msg, task in list(self.held.values()):
                 task.cancel()

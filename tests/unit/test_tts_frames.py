@@ -1,0 +1,66 @@
+"""Cutting provider audio into whole 320 B frames and audio.out batches."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from events.audio import FRAME_BYTES, SILENCE
+from tts_worker.frames import Packer, batch_bytes, frames_of, messages_of, pad_to_frames
+
+
+def test_pad_to_frames_adds_silence_up_to_a_whole_frame() -> None:
+    assert pad_to_frames(b"") == b""
+    assert pad_to_frames(b"\x01\x02") == b"\x01\x02" + bytes(FRAME_BYTES - 2)
+    assert pad_to_frames(bytes(FRAME_BYTES)) == bytes(FRAME_BYTES)
+    assert len(pad_to_frames(bytes(FRAME_BYTES + 1))) == 2 * FRAME_BYTES
+
+
+def test_frames_are_exactly_320_bytes() -> None:
+    frames = frames_of(bytes(range(256)) * 10)
+    assert [len(f) for f in frames] == [FRAME_BYTES] * 8
+    assert b"".join(frames)[:2560] == bytes(range(256)) * 10
+
+
+@pytest.mark.parametrize(("ms", "expected"), [(20, 320), (100, 1600), (110, 1600), (5, 320)])
+def test_batch_is_a_whole_number_of_frames(ms: int, expected: int) -> None:
+    assert batch_bytes(ms) == expected
+
+
+def test_packer_rejects_a_batch_that_is_not_whole_frames() -> None:
+    with pytest.raises(ValueError, match="whole number"):
+        Packer(1000)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_packer_carries_the_remainder_across_chunks(seed: int) -> None:
+    rnd = random.Random(seed)
+    signal = bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 20_000)))
+    packer = Packer(1600)
+    messages: list[bytes] = []
+    pos = 0
+    while pos < len(signal):
+        step = rnd.randrange(1, 3000)  # odd sizes included
+        messages += packer.push(signal[pos : pos + step])
+        pos += step
+    last = packer.finish()
+    assert all(len(m) == 1600 for m in messages)
+    assert 0 < len(last) <= 1600 and len(last) % FRAME_BYTES == 0
+    # Nothing lost, nothing reordered, no padding anywhere but the tail.
+    assert b"".join([*messages, last]) == pad_to_frames(signal)
+
+
+def test_packer_keeps_a_last_message_when_the_audio_ends_on_a_batch() -> None:
+    packer = Packer(1600)
+    assert len(packer.push(bytes(3200))) == 1
+    assert packer.finish() == bytes(1600)
+
+
+def test_an_utterance_with_no_audio_still_has_a_last_frame() -> None:
+    assert Packer(1600).finish() == SILENCE
+
+
+def test_messages_of_a_cached_phrase() -> None:
+    messages = messages_of(bytes(FRAME_BYTES * 12), 5 * FRAME_BYTES)
+    assert [len(m) // FRAME_BYTES for m in messages] == [5, 5, 2]

@@ -1,0 +1,159 @@
+"""Resampling provider audio to 8 kHz s16 mono with PyAV, in worker processes.
+
+`av.AudioResampler` keeps filter state between calls, so an utterance resampled chunk by chunk is
+continuous (no click at chunk edges) only if every chunk goes through the same resampler object.
+A `ProcessPoolExecutor` gives no affinity between a task and a process, so the pool is a set of
+single-process executors (one per CPU): a stream is pinned to one of them for its life and its
+resampler lives in that process, keyed by stream id. Each executor runs its tasks in order, which
+also makes it the safe home for libespeak (global, not thread-safe state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import multiprocessing
+import os
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+import av
+import numpy as np
+
+from events.audio import SAMPLE_RATE
+
+log = logging.getLogger("tts_worker.resample")
+
+T = TypeVar("T")
+
+# --- what runs inside a pool process ----------------------------------------------------------
+
+
+def new_resampler() -> av.AudioResampler:
+    return av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+
+
+def resample_chunk(resampler: av.AudioResampler, pcm: bytes, in_rate: int) -> bytes:
+    """Feed whole s16le samples at `in_rate`; returns the 8 kHz samples ready so far."""
+    if not pcm:
+        return b""
+    samples = np.frombuffer(pcm, dtype=np.int16).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+    frame.sample_rate = in_rate
+    return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(frame))
+
+
+def drain(resampler: av.AudioResampler) -> bytes:
+    """The samples the filter still holds at the end of a stream."""
+    return b"".join(out.to_ndarray().tobytes() for out in resampler.resample(None))
+
+
+def resample_all(pcm: bytes, in_rate: int) -> bytes:
+    """A whole signal at once (phrase cache, tests)."""
+    resampler = new_resampler()
+    return resample_chunk(resampler, pcm, in_rate) + drain(resampler)
+
+
+_streams: dict[str, av.AudioResampler] = {}
+
+
+def _feed(stream_id: str, in_rate: int, pcm: bytes, final: bool) -> bytes:
+    resampler = _streams.get(stream_id)
+    if resampler is None:
+        resampler = _streams[stream_id] = new_resampler()
+    out = resample_chunk(resampler, pcm, in_rate)
+    if final:
+        out += drain(resampler)
+        del _streams[stream_id]
+    return out
+
+
+def _drop(stream_id: str) -> None:
+    _streams.pop(stream_id, None)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+# --- the event-loop side ----------------------------------------------------------------------
+
+
+class AudioPool:
+    """Single-process executors, one per CPU by default; work is pinned to one by index."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        # spawn, not fork: the parent runs an event loop and NATS/HTTP client threads.
+        self._context = multiprocessing.get_context("spawn")
+        self._shards = [self._new_shard() for _ in range(self.workers)]
+        self._next = itertools.cycle(range(self.workers))
+
+    def _new_shard(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+
+    async def start(self) -> None:
+        """Start every process now so the first utterance does not pay for it."""
+        pids = await asyncio.gather(*(self.run(i, _ready) for i in range(self.workers)))
+        log.info("audio pool ready: %d processes %s", self.workers, pids)
+
+    def pick(self) -> int:
+        return next(self._next)
+
+    async def run(self, shard: int, fn: Callable[..., T], *args: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._shards[shard], fn, *args)
+
+    def submit(self, shard: int, fn: Callable[..., Any], *args: Any) -> None:
+        """Queue work whose result nobody waits for (state clean-up); the executor holds it."""
+        self._shards[shard].submit(fn, *args)
+
+    def stream(self, in_rate: int) -> ResampleStream:
+        return ResampleStream(self, self.pick(), in_rate)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.shutdown)
+
+    def shutdown(self) -> None:
+        """Stop the processes (blocking: from outside an event loop, or through `close`)."""
+        shards, self._shards = self._shards, []
+        for ex in shards:
+            ex.shutdown(wait=True, cancel_futures=True)
+
+
+class ResampleStream:
+    """One continuous signal at `in_rate` resampled to 8 kHz in one pool process.
+
+    Chunks may hold an odd number of bytes; the odd byte waits for the next chunk.
+    """
+
+    def __init__(self, pool: AudioPool, shard: int, in_rate: int) -> None:
+        self.pool = pool
+        self.shard = shard
+        self.in_rate = in_rate
+        self.id = uuid.uuid4().hex
+        self._odd = b""
+        self._open = False
+
+    async def feed(self, pcm: bytes) -> bytes:
+        data = self._odd + pcm
+        cut = len(data) - len(data) % 2
+        self._odd = data[cut:]
+        if not cut:
+            return b""
+        self._open = True
+        return await self.pool.run(self.shard, _feed, self.id, self.in_rate, data[:cut], False)
+
+    async def finish(self) -> bytes:
+        """The rest of the signal; the stream's state is freed."""
+        self._open = False
+        return await self.pool.run(self.shard, _feed, self.id, self.in_rate, b"", True)
+
+    def close(self) -> None:
+        """Free the state of a stream that will not be finished (cancelled, failed)."""
+        if self._open:
+            self._open = False
+            self.pool.submit(self.shard, _drop, self.id)
