@@ -13,10 +13,12 @@ Every connection is recorded for the test to inspect.
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import hashlib
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,8 +126,19 @@ class DeepgramLoopback:
         no_audio_timeout_s: float = 10.0,
         empty_result_every_s: float | None = 1.0,
         faults: Faults | None = None,
+        utterances: Sequence[str] | None = None,
+        utterance_silence_s: float = 0.5,
+        voice_dbfs: float = -40.0,
     ) -> None:
         self.api_key = api_key
+        # Utterance mode: instead of cues at fixed audio times, each voiced stretch of the audio
+        # received (energy above `voice_dbfs`, ended by `utterance_silence_s` of quiet) is
+        # "heard" as the next of `utterances`, so a test caller's lines get scripted transcripts
+        # whatever their length. Shared by all connections, so a reconnect continues the list.
+        self.utterances = list(utterances) if utterances is not None else None
+        self.utterance_silence_s = utterance_silence_s
+        self.voice_dbfs = voice_dbfs
+        self.heard: list[str] = []
         self.scripts = [list(s) for s in scripts] or [[]]
         self.no_audio_timeout_s = no_audio_timeout_s
         # Deepgram answers silence with empty-transcript finals; the provider relies on a steady
@@ -237,6 +250,9 @@ class _Session:
         self.pending = sorted(script, key=lambda c: c.at)
         self.request_id = str(uuid.uuid4())
         self.finalized_upto = 0.0
+        self.voiced_from: float | None = None  # utterance mode: start of the current speech
+        self.last_voice = 0.0
+        self.segmented_upto = 0  # bytes of audio already classified
 
     async def run(self) -> None:
         while True:
@@ -261,8 +277,42 @@ class _Session:
             self.record.dropped = True
             self.ws.transport.abort()  # no close frame: what a network cut looks like
             return True
+        if self.server.utterances is not None:
+            await self._segment()
+            return False
         await self._play(self.record.audio_seconds)
         return False
+
+    async def _segment(self) -> None:
+        """Utterance mode: classify new 20 ms frames as voiced or not, answer per utterance."""
+        frame = BYTES_PER_SECOND // 50
+        audio = self.record.audio
+        while self.segmented_upto + frame <= len(audio):
+            chunk = bytes(audio[self.segmented_upto : self.segmented_upto + frame])
+            self.segmented_upto += frame
+            t = self.segmented_upto / BYTES_PER_SECOND
+            samples = array.array("h", chunk)
+            rms = math.sqrt(sum(x * x for x in samples) / len(samples)) if samples else 0.0
+            voiced = 20 * math.log10(max(rms, 1e-3) / 32768) > self.server.voice_dbfs
+            if voiced:
+                if self.voiced_from is None:
+                    self.voiced_from = t - 0.02
+                    await self._send_event(SpeechStarted(round(self.voiced_from, 2)))
+                self.last_voice = t
+            elif self.voiced_from is None:
+                step = self.server.empty_result_every_s
+                if step is not None and t - self.finalized_upto >= step:  # silence, as Deepgram
+                    await self._send_event(Transcript("", self.finalized_upto, t, confidence=0.0))
+            elif t - self.last_voice >= self.server.utterance_silence_s:
+                start, end = self.voiced_from, self.last_voice
+                self.voiced_from = None
+                script = self.server.utterances
+                assert script is not None
+                text = script.pop(0) if script else ""
+                self.server.heard.append(text)
+                await self._send_event(Transcript(text, round(start, 2), round(end, 2),
+                                                  is_final=True, speech_final=True))
+                await self._send_event(UtteranceEnd(round(end, 2)))
 
     async def _on_text(self, text: str) -> bool:
         try:
