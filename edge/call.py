@@ -1,0 +1,454 @@
+"""One admitted call: caller audio to the bus, bot audio from the bus to the paced writer.
+
+Hot paths are synchronous: `on_message` (from the socket) and `tick` (from the shared ticker)
+never await. Everything bound for NATS goes through one per-call outbox that a task drains in
+order, after `event.started` is acknowledged: a consumer never sees a call's DTMF or playback
+before its start. The call ends exactly once, through `finish`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import msgspec
+from nats.aio.msg import Msg
+
+from edge import metrics
+from edge.framing import HANGUP_MESSAGE, SAMPLE_RATES, SLIN_HEADER_320, Kind, Message
+from edge.playout import Notice, Playout
+from edge.resample import ToPipelineRate
+from edge.vad import EnergyVad
+from events import audio, schemas, subjects
+
+if TYPE_CHECKING:
+    from edge.config import EdgeConfig
+    from edge.server import EdgeServer
+
+log = logging.getLogger("edge.call")
+
+DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
+MAX_WRITE_BUFFER: Final = 64 * 1024  # ~10 s of frames: the peer stopped reading
+MAX_OUTBOX: Final = 2000  # items waiting for NATS; beyond it caller audio is dropped
+FRAME_S: Final = audio.FRAME_MS / 1000
+CLOCK_SKEW: Final = 0.01
+
+By = Literal["caller", "bot", "edge"]
+
+
+class CallFailed(Exception):
+    """The caller's side broke the protocol or a bound; `code` labels the metric."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class _Audio:
+    pcm: bytes
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Event:
+    subject: str
+    event: msgspec.Struct
+    msg_id: str | None = None
+
+
+class Call:
+    def __init__(
+        self,
+        server: EdgeServer,
+        transport: asyncio.Transport,
+        call_id: str,
+        peer: str,
+    ) -> None:
+        cfg: EdgeConfig = server.config
+        self.server = server
+        self.bus = server.bus
+        self.transport = transport
+        self.id = call_id
+        self.peer = peer
+        self.playout = Playout(
+            prebuffer_frames=cfg.prebuffer_ms // audio.FRAME_MS,
+            max_frames=int(cfg.max_queued_out_s / FRAME_S),
+        )
+        self.frames_out = 0
+        self.in_bytes = 0  # 8 kHz caller audio, after resampling
+        self.finished = False
+        self.outcome = "hangup"
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+        self._wall0 = time.time()
+        self._resample = ToPipelineRate()
+        self._vad = (
+            EnergyVad(threshold_dbfs=cfg.vad_threshold_dbfs, min_speech_ms=cfg.vad_min_speech_ms)
+            if cfg.bargein_vad
+            else None
+        )
+        self._batch_bytes = cfg.audio_in_batch_ms * audio.FRAME_BYTES // audio.FRAME_MS
+        self._batch = bytearray()
+        self._batch_ts = 0.0
+        self._batch_t = 0.0
+        self._batch_age = 0  # ticks since the batch's first byte: a lone short frame still goes
+        self._batch_max_age = cfg.audio_in_batch_ms // audio.FRAME_MS + 1
+        self._in_seq = 0
+        self._dtmf_seq = 0
+        self._inbound_s = 0.0  # caller media received, for the flood bound
+        self._max_ahead_s = cfg.inbound_max_ahead_s
+        self._closing: tuple[str, str] | None = None  # (outcome, reason) once asked to end
+        self._drain_deadline = 0.0
+        self._drain_max_s = cfg.hangup_drain_max_s
+        self._outbox: deque[_Audio | _Event | None] = deque()
+        self._wake = asyncio.Event()
+        self._subs: list[Any] = []
+        self.task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()  # subscribed to audio.out, control and say
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.server.ticker.add(self)
+        self.task = asyncio.create_task(self._run(), name=f"edge-call-{self.id}")
+
+    async def _run(self) -> None:
+        try:
+            await self._announce()
+            await self._drain_outbox()
+        finally:
+            for sub in self._subs:
+                try:
+                    await sub.unsubscribe()
+                except Exception as e:  # a closed connection has nothing left to unsubscribe
+                    log.debug("[%s] unsubscribe: %s", self.id, e)
+
+    async def _announce(self) -> None:
+        """Subscribe, then publish event.started: whatever the pipeline sends in answer to
+        started (say, control) finds the subscriptions in place, even within a millisecond."""
+        nc = self.bus.nc
+        try:
+            for subject, handler in (
+                (subjects.audio_out(self.id), self._on_audio_out),
+                (subjects.control(self.id), self._on_control),
+                (subjects.say(self.id), self._on_say),
+            ):
+                self._subs.append(await nc.subscribe(subject, cb=handler))
+        except Exception as e:
+            # Without its subscriptions the bot cannot speak: the caller would hear silence,
+            # so end the call rather than hold it.
+            log.error("[%s] could not subscribe to the bot's audio and control: %r", self.id, e)
+            self.finish(by="edge", reason="bus_unavailable")
+        else:
+            self.listening.set()
+        started = schemas.Started(
+            call_id=self.id,
+            ts=self._wall0,
+            caller=self.server.registry.caller(self.id),
+            peer=self.peer,
+            edge=self.server.config.edge_id,
+        )
+        try:
+            await self.bus.publish(
+                subjects.event(self.id, "started"), started, msg_id=f"{self.id}:started"
+            )
+        except Exception as e:
+            # The call still gets paced frames; the pipeline will not know it until NATS is back.
+            log.error("[%s] could not publish event.started: %r", self.id, e)
+
+    async def _drain_outbox(self) -> None:
+        while True:
+            while self._outbox:
+                item = self._outbox.popleft()
+                if item is None:
+                    return
+                if isinstance(item, _Audio):
+                    try:
+                        await self.bus.publish_audio(
+                            subjects.audio_in(self.id), item.pcm, item.headers
+                        )
+                    except Exception as e:
+                        log.warning("[%s] audio.in publish failed: %r", self.id, e)
+                else:
+                    self.bus.publish_soon(item.subject, item.event, msg_id=item.msg_id)
+            self._wake.clear()
+            await self._wake.wait()
+
+    def _post(self, item: _Audio | _Event | None) -> None:
+        if isinstance(item, _Audio) and len(self._outbox) >= MAX_OUTBOX:
+            log.warning(
+                "[%s] NATS is not keeping up: dropped %d B of caller audio", self.id, len(item.pcm)
+            )
+            return
+        self._outbox.append(item)
+        self._wake.set()
+
+    def _event(self, kind: str, event: msgspec.Struct, msg_id: str | None = None) -> None:
+        self._post(_Event(subjects.event(self.id, kind), event, msg_id))
+
+    # --- from the caller -----------------------------------------------------------------
+
+    def on_message(self, msg: Message) -> None:
+        """A parsed message from Asterisk; raises CallFailed to end the call as a fault."""
+        if self.finished:
+            return
+        rate = SAMPLE_RATES.get(msg.kind)
+        duration = len(msg.payload) / 2 / rate if rate else FRAME_S
+        self._inbound_s += duration
+        elapsed = self._loop.time() - self._t0
+        ahead = self._inbound_s - elapsed
+        # 1 % of the call's length on top of the bound: a phone's clock may run a little fast
+        # for an hour; a flood runs at several times real time and still trips within a second.
+        if ahead > self._max_ahead_s + CLOCK_SKEW * elapsed:
+            raise CallFailed(
+                "flood",
+                f"caller media runs {ahead:.2f} s ahead of real time (bound "
+                f"{self._max_ahead_s:.2f} s)",
+            )
+        if rate:
+            self._on_audio(msg.payload, rate)
+        elif msg.kind == Kind.DTMF:
+            self._on_dtmf(msg.payload)
+        elif msg.kind == Kind.HANGUP:
+            self.finish(by="caller", reason="caller_hangup_message")
+
+    def _on_audio(self, payload: bytes, rate: int) -> None:
+        pcm = self._resample.convert(payload, rate)
+        if not pcm:
+            return
+        if not self._batch:
+            self._batch_ts = time.time()
+            self._batch_t = self.in_bytes / 2 / audio.SAMPLE_RATE
+        self._batch += pcm
+        self.in_bytes += len(pcm)
+        metrics.FRAMES_IN.inc(len(pcm) / audio.FRAME_BYTES)
+        if len(self._batch) >= self._batch_bytes:
+            self._flush_batch()
+        if self._vad is not None:
+            self._check_bargein(pcm)
+
+    def _flush_batch(self) -> None:
+        if not self._batch:
+            return
+        headers = audio.in_headers(self._in_seq, self._batch_ts, self._batch_t)
+        self._post(_Audio(bytes(self._batch), headers))
+        self._in_seq += 1
+        self._batch.clear()
+        self._batch_age = 0
+
+    def _check_bargein(self, pcm: bytes) -> None:
+        assert self._vad is not None
+        speaking = self._vad.feed(pcm)
+        utterance = self.playout.playing_interruptible()
+        if not speaking or utterance is None:
+            return
+        # Only the utterance being heard: a non-interruptible one queued after it still plays.
+        notices, dropped = self.playout.flush(utterance, reason="bargein")
+        metrics.BARGEINS.inc()
+        metrics.FLUSHES.labels("vad").inc()
+        log.info("[%s] barge-in over %s: dropped %d queued frames", self.id, utterance, dropped)
+        self._event(
+            "bargein", schemas.BargeIn(call_id=self.id, ts=time.time(), utterance_id=utterance)
+        )
+        self._publish_notices(notices)
+
+    def _on_dtmf(self, payload: bytes) -> None:
+        digit = payload.decode("ascii", errors="replace").upper()
+        if digit not in DTMF_DIGITS:
+            raise CallFailed("bad_dtmf", f"DTMF payload {payload!r} is not a DTMF digit")
+        self._dtmf_seq += 1
+        log.info("[%s] DTMF digit received", self.id)
+        self._event(
+            "dtmf", schemas.Dtmf(call_id=self.id, ts=time.time(), digit=digit, seq=self._dtmf_seq)
+        )
+
+    # --- from the bus ----------------------------------------------------------------------
+
+    async def _on_audio_out(self, msg: Msg) -> None:
+        try:
+            out = audio.parse_out(msg.headers, msg.data)
+        except audio.BadAudio as e:
+            metrics.DROPPED_OUT.labels("bad_message").inc()
+            log.warning("[%s] skipped bad audio.out message: %s", self.id, e)
+            return
+        if self.finished:
+            return
+        offered = len(out.pcm) // audio.FRAME_BYTES
+        overflow, late = self.playout.overflow_frames, self.playout.late_frames
+        self.playout.push(out.utterance_id, out.pcm, last=out.last, interruptible=out.interruptible)
+        if self.playout.overflow_frames != overflow:
+            metrics.DROPPED_OUT.labels("queue_full").inc(self.playout.overflow_frames - overflow)
+            log.warning(
+                "[%s] bot audio queue full: dropped frames of %s", self.id, out.utterance_id
+            )
+        if self.playout.late_frames != late:
+            metrics.DROPPED_OUT.labels("late").inc(offered)
+
+    async def _on_say(self, msg: Msg) -> None:
+        env = self.bus.decode(msg)
+        if env is not None and isinstance(env.event, schemas.Say) and not self.finished:
+            # Known before its audio: a hang-up waits for it instead of clipping the goodbye.
+            self.playout.expect(env.event.utterance_id, interruptible=env.event.interruptible)
+
+    async def _on_control(self, msg: Msg) -> None:
+        env = self.bus.decode(msg)
+        if env is None or self.finished:
+            return
+        match env.event:
+            case schemas.Flush(utterance_id=utterance_id):
+                notices, dropped = self.playout.flush(utterance_id)
+                metrics.FLUSHES.labels("control").inc()
+                log.info(
+                    "[%s] flush %s: dropped %d queued frames",
+                    self.id,
+                    utterance_id or "all",
+                    dropped,
+                )
+                self._publish_notices(notices)
+            case schemas.HangupCall(reason=reason):
+                self.close_after_playout("hangup", reason)
+            case schemas.Transfer(target=target):
+                self.close_after_playout(f"transfer:{target}", "transfer")
+
+    def close_after_playout(self, outcome: str, reason: str) -> None:
+        """End the call once the queued and announced audio has played (bounded)."""
+        if self._closing is None:
+            log.info(
+                "[%s] %s requested (%s): ending after %d queued frames",
+                self.id,
+                outcome,
+                reason,
+                self.playout.queued_frames,
+            )
+            self._closing = (outcome, reason)
+            self._drain_deadline = self._loop.time() + self._drain_max_s
+
+    # --- to the caller ---------------------------------------------------------------------
+
+    def tick(self) -> bool:
+        """Write this tick's frame (or the hang-up once closing has drained)."""
+        if self.finished or self.transport.is_closing():
+            return False
+        if self._closing is not None and (
+            self.playout.idle or self._loop.time() >= self._drain_deadline
+        ):
+            outcome, reason = self._closing
+            self.finish(by="bot", reason=reason, outcome=outcome)
+            return False
+        underruns = self.playout.underruns
+        frame, notices = self.playout.next_frame()
+        self.transport.write(SLIN_HEADER_320 + frame)
+        self.frames_out += 1
+        if self.playout.underruns != underruns:
+            metrics.UNDERRUNS.inc()
+        if notices:
+            self._publish_notices(notices)
+        if self._batch:
+            self._batch_age += 1
+            if self._batch_age > self._batch_max_age:  # the caller went quiet mid-batch
+                self._flush_batch()
+        if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+            self.fail(CallFailed("peer_not_reading", "Asterisk stopped reading our frames"))
+        return True
+
+    def _publish_notices(self, notices: list[Notice]) -> None:
+        now = time.time()
+        for n in notices:
+            event: schemas.Playback
+            match n.state:
+                case "started":
+                    event = schemas.PlaybackStarted(
+                        call_id=self.id, ts=now, utterance_id=n.utterance_id
+                    )
+                case "finished":
+                    event = schemas.PlaybackFinished(
+                        call_id=self.id, ts=now, utterance_id=n.utterance_id, frames=n.frames
+                    )
+                case "interrupted":
+                    event = schemas.PlaybackInterrupted(
+                        call_id=self.id,
+                        ts=now,
+                        utterance_id=n.utterance_id,
+                        frames=n.frames,
+                        reason=n.reason,
+                    )
+            msg_id = f"{self.id}:playback:{n.utterance_id}:{n.state}"
+            self._post(_Event(subjects.playback(self.id), event, msg_id))
+
+    # --- the end ---------------------------------------------------------------------------
+
+    def fail(self, error: CallFailed) -> None:
+        metrics.PROTOCOL_ERRORS.labels(error.code).inc()
+        log.warning("[%s] ending call on protocol error %s: %s", self.id, error.code, error)
+        self._event(
+            "error",
+            schemas.Error(
+                call_id=self.id,
+                ts=time.time(),
+                source="edge",
+                code="protocol",
+                message=f"{error.code}: {error}",
+                retryable=False,
+            ),
+        )
+        self.finish(by="edge", reason=f"protocol:{error.code}", send_hangup=False)
+
+    def finish(
+        self,
+        *,
+        by: By,
+        reason: str,
+        outcome: str = "hangup",
+        send_hangup: bool = True,
+    ) -> None:
+        """End the call once: tell Asterisk (0x00) unless it is gone, then tell the bus."""
+        if self.finished:
+            return
+        self.finished = True
+        self.outcome = outcome
+        self.server.ticker.remove(self)
+        if not self.transport.is_closing():
+            if send_hangup and by != "caller":
+                self.transport.write(HANGUP_MESSAGE)
+            self.transport.close()
+        notices, _ = self.playout.flush(None, reason=f"hangup:{by}")
+        self._publish_notices(notices)
+        self._flush_batch()
+        now = time.time()
+        duration = self._loop.time() - self._t0
+        self._event(
+            "hangup",
+            schemas.Hangup(call_id=self.id, ts=now, by=by, reason=reason),
+            f"{self.id}:hangup",
+        )
+        self._event(
+            "ended",
+            schemas.Ended(
+                call_id=self.id,
+                ts=now,
+                reason=reason,
+                outcome=outcome,
+                duration_s=round(duration, 3),
+                frames_in=self.in_bytes // audio.FRAME_BYTES,
+                frames_out=self.frames_out,
+                underruns=self.playout.underruns,
+            ),
+            f"{self.id}:ended",
+        )
+        self._post(None)
+        log.info(
+            "[%s] call ended by %s (%s), outcome %s, %.1f s, %d frames out, %d underruns",
+            self.id,
+            by,
+            reason,
+            outcome,
+            duration,
+            self.frames_out,
+            self.playout.underruns,
+        )
+        self.server.call_finished(self)

@@ -1,0 +1,97 @@
+"""The edge's settings, read once from the environment and validated at start-up."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from events import env as envlib
+from events.env import ConfigError
+
+
+@dataclass(frozen=True, kw_only=True)
+class EdgeConfig:
+    host: str = "0.0.0.0"
+    port: int = 9090
+    http_host: str = "0.0.0.0"
+    http_port: int = 8080
+    metrics_port: int = 9091
+    nats_url: str = "nats://127.0.0.1:4222"
+    max_concurrent_calls: int = 20
+    allowed_peers: tuple[str, ...] = ()  # empty: every peer may connect
+    api_token: str | None = None  # Bearer token for PUT /calls/{uuid}/caller
+    cache_dir: Path = Path("assets/cache")
+    edge_id: str = ""
+    audio_in_batch_ms: int = 20  # caller audio per audio.in message
+    uuid_timeout_s: float = 2.0  # Asterisk sends the UUID within ms; 2 s is its own watchdog
+    prebuffer_ms: int = 40  # jitter queue filled before an utterance starts
+    max_queued_out_s: float = 120.0  # bot audio queued per call before frames are refused
+    inbound_max_ahead_s: float = 1.0  # caller audio allowed ahead of real time before "flood"
+    hangup_drain_max_s: float = 30.0  # longest wait for queued audio before a hang-up
+    outcome_ttl_s: float = 3600.0
+    bargein_vad: bool = False  # cut interruptible utterances on local voice activity
+    vad_threshold_dbfs: float = -35.0
+    vad_min_speech_ms: int = 60
+
+    def __post_init__(self) -> None:
+        for name, port in (
+            ("AUDIOSOCKET_PORT", self.port),
+            ("HTTP_PORT", self.http_port),
+            ("METRICS_PORT", self.metrics_port),
+        ):
+            if not 0 <= port <= 65535:
+                raise ConfigError(f"{name} must be a TCP port (0-65535), got {port}")
+        if self.audio_in_batch_ms % 20:
+            raise ConfigError(
+                f"AUDIO_IN_BATCH_MS must be a multiple of 20, got {self.audio_in_batch_ms}"
+            )
+        for peer in self.allowed_peers:
+            try:
+                ipaddress.ip_address(peer)
+            except ValueError:
+                raise ConfigError(f"ALLOWED_PEERS: {peer!r} is not an IP address") from None
+
+    @property
+    def allowed_ips(self) -> frozenset[str]:
+        """Allowed peers in canonical form (so '::ffff:10.0.0.1' matches '10.0.0.1')."""
+        return frozenset(canonical_ip(p) for p in self.allowed_peers)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeConfig:
+        e = env
+        return cls(
+            host=envlib.get_str("AUDIOSOCKET_HOST", "0.0.0.0", e),
+            port=envlib.get_int("AUDIOSOCKET_PORT", 9090, e, minimum=0),
+            http_host=envlib.get_str("HTTP_HOST", "0.0.0.0", e),
+            http_port=envlib.get_int("HTTP_PORT", 8080, e, minimum=0),
+            metrics_port=envlib.get_int("METRICS_PORT", 9091, e, minimum=0),
+            nats_url=envlib.get_str("NATS_URL", "nats://127.0.0.1:4222", e),
+            max_concurrent_calls=envlib.get_int("MAX_CONCURRENT_CALLS", 20, e, minimum=1),
+            allowed_peers=envlib.get_list("ALLOWED_PEERS", e),
+            api_token=envlib.get_opt("API_TOKEN", e),
+            cache_dir=Path(envlib.get_str("CACHE_DIR", "assets/cache", e)),
+            edge_id=envlib.get_str("EDGE_ID", f"{socket.gethostname()}-{os.getpid()}", e),
+            audio_in_batch_ms=envlib.get_int("AUDIO_IN_BATCH_MS", 20, e, minimum=20),
+            uuid_timeout_s=envlib.get_float("EDGE_UUID_TIMEOUT_S", 2.0, e, minimum=0.05),
+            prebuffer_ms=envlib.get_int("EDGE_PREBUFFER_MS", 40, e, minimum=20),
+            max_queued_out_s=envlib.get_float("EDGE_MAX_QUEUED_OUT_S", 120.0, e, minimum=1.0),
+            inbound_max_ahead_s=envlib.get_float("EDGE_INBOUND_MAX_AHEAD_S", 1.0, e, minimum=0.1),
+            hangup_drain_max_s=envlib.get_float("EDGE_HANGUP_DRAIN_MAX_S", 30.0, e),
+            outcome_ttl_s=envlib.get_float("EDGE_OUTCOME_TTL_S", 3600.0, e, minimum=1.0),
+            bargein_vad=envlib.get_bool("EDGE_BARGEIN_VAD", False, e),
+            vad_threshold_dbfs=envlib.get_float(
+                "EDGE_VAD_THRESHOLD_DBFS", -35.0, e, minimum=-120.0
+            ),
+            vad_min_speech_ms=envlib.get_int("EDGE_VAD_MIN_SPEECH_MS", 60, e, minimum=20),
+        )
+
+
+def canonical_ip(text: str) -> str:
+    ip = ipaddress.ip_address(text)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)

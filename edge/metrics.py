@@ -1,0 +1,44 @@
+"""Prometheus metrics of the edge (default registry; `__main__` serves them on METRICS_PORT)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from prometheus_client import Counter, Gauge, Histogram
+
+ACTIVE_CALLS: Final = Gauge("voicebot_edge_active_calls", "Calls holding an AudioSocket now")
+CALLS: Final = Counter("voicebot_edge_calls_total", "Finished calls by outcome", ["outcome"])
+FRAMES_IN: Final = Counter(
+    "voicebot_edge_frames_in_total", "Caller audio received, in 20 ms frames of 8 kHz audio"
+)
+FRAMES_OUT: Final = Counter("voicebot_edge_frames_out_total", "320 B frames written to Asterisk")
+UNDERRUNS: Final = Counter(
+    "voicebot_edge_underruns_total", "Ticks where a playing utterance had no frame ready"
+)
+PACING_LATENESS: Final = Histogram(
+    "voicebot_edge_pacing_lateness_seconds",
+    "How late the shared ticker ran against its absolute deadline",
+    buckets=(0.0002, 0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01, 0.02, 0.05),
+)
+TICKS_SKIPPED: Final = Counter(
+    "voicebot_edge_ticks_skipped_total", "Ticks skipped because the loop was a frame late"
+)
+FLUSHES: Final = Counter("voicebot_edge_flushes_total", "Flushes of queued bot audio", ["source"])
+BARGEINS: Final = Counter("voicebot_edge_bargeins_total", "Barge-ins detected by the local VAD")
+PROTOCOL_ERRORS: Final = Counter(
+    "voicebot_edge_protocol_errors_total", "AudioSocket protocol errors by kind", ["kind"]
+)
+REFUSED_PEERS: Final = Counter(
+    "voicebot_edge_refused_peers_total", "Connections closed because the peer is not allowed"
+)
+BUSY_CALLS: Final = Counter(
+    "voicebot_edge_busy_calls_total", "Calls above MAX_CONCURRENT_CALLS given the busy phrase"
+)
+HTTP_REFUSALS: Final = Counter(
+    "voicebot_edge_http_refusals_total", "HTTP API requests refused", ["reason"]
+)
+DROPPED_OUT: Final = Counter(
+    "voicebot_edge_dropped_out_frames_total",
+    "Bot frames dropped: queue full or audio of a flushed/finished utterance",
+    ["reason"],
+)
