@@ -1,0 +1,279 @@
+"""`voicebot up`: the whole system in one process, for development.
+
+Starts its own nats-server and PostgreSQL under `var/` when NATS_URL / DATABASE_URL are unset,
+then the edge, STT worker, brain and TTS worker, each with its own NATS connection as if it were
+its own process. Ctrl-C stops the services, then the servers it started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import nats
+
+from events import env
+from events.bus import Bus
+from events.runtime import start_metrics, wait_for_signal
+from events.streams import ensure_streams
+from voicebot.servers import NatsServer, PostgresServer, ServerError, port_in_use
+
+log = logging.getLogger("voicebot.up")
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+class UpError(RuntimeError):
+    """A start-up problem the user can fix; printed without a traceback."""
+
+
+@dataclass
+class Stack:
+    data_dir: Path
+    nats: NatsServer | None = None
+    postgres: PostgresServer | None = None
+    nats_url: str = ""
+    database_url: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def _lock(data_dir: Path) -> Path:
+    """Refuse a second `voicebot up` on the same folder, clearly."""
+    lock = data_dir / "up.pid"
+    if lock.exists():
+        try:
+            pid = int(lock.read_text().strip())
+            os.kill(pid, 0)
+        except (ValueError, ProcessLookupError):
+            pass  # stale: the previous run died without cleaning up
+        except PermissionError:
+            raise UpError(f"another voicebot up is running (pid {lock.read_text().strip()})") from None
+        else:
+            if pid != os.getpid():
+                raise UpError(
+                    f"voicebot up is already running from this folder (pid {pid}); "
+                    "stop it with Ctrl-C (or `kill {pid}`) first"
+                )
+    lock.write_text(str(os.getpid()))
+    return lock
+
+
+async def _nats_usable(url: str) -> bool:
+    try:
+        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+    except Exception:
+        return False
+    try:
+        await nc.jetstream().account_info()
+        return True
+    except Exception:
+        return False
+    finally:
+        await nc.close()
+
+
+def _postgres_reachable_by(user: str, path: Path) -> bool:
+    """Can the unprivileged user that runs PostgreSQL walk down to `path`?"""
+    probe = path if path.exists() else path.parent
+    result = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)],
+                            capture_output=True, timeout=10)
+    return result.returncode == 0
+
+
+async def start_servers(data_dir: Path) -> Stack:
+    stack = Stack(data_dir=data_dir)
+    nats_url = env.get_opt("NATS_URL")
+    if nats_url:
+        stack.nats_url = nats_url
+        stack.notes.append(f"NATS: {nats_url} (NATS_URL)")
+    else:
+        port = env.get_int("NATS_PORT", 4222)
+        url = f"nats://127.0.0.1:{port}"
+        if port_in_use(port):
+            if not await _nats_usable(url):
+                raise UpError(
+                    f"port {port} is in use by something that is not a NATS server with "
+                    "JetStream; set NATS_PORT to start ours elsewhere, or NATS_URL to use yours"
+                )
+            stack.notes.append(f"NATS: {url} (reusing the server already listening)")
+        else:
+            conf = PROJECT / "nats.conf"
+            stack.nats = NatsServer(store_dir=data_dir / "nats", port=port,
+                                    config=conf if conf.exists() else None)
+            await asyncio.to_thread(stack.nats.start)
+            stack.notes.append(f"NATS: {url} (embedded, JetStream store {data_dir / 'nats'})")
+        stack.nats_url = url
+    os.environ["NATS_URL"] = stack.nats_url
+
+    database_url = env.get_opt("DATABASE_URL")
+    if database_url:
+        stack.database_url = database_url
+        stack.notes.append("PostgreSQL: DATABASE_URL")
+    else:
+        port = env.get_int("PG_PORT", 5432)
+        pg_dir = data_dir / "pg"
+        if os.geteuid() == 0 and not _postgres_reachable_by("postgres", data_dir):
+            digest = hashlib.sha1(str(data_dir).encode()).hexdigest()[:8]
+            pg_dir = Path("/var/tmp") / f"voicebot-{digest}" / "pg"
+            pg_dir.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(pg_dir.parent, 0o755)
+            stack.notes.append(
+                f"note: PostgreSQL runs as user 'postgres', which cannot enter {data_dir}; "
+                f"its data is in {pg_dir} instead"
+            )
+        pg = PostgresServer(data_dir=pg_dir, port=port)
+        if port_in_use(port):
+            stack.database_url = pg.url
+            if not await _pg_usable(pg.url):
+                raise UpError(
+                    f"port {port} is in use and {pg.url} does not answer; set PG_PORT to start "
+                    "ours elsewhere, or DATABASE_URL to use your server"
+                )
+            stack.notes.append(f"PostgreSQL: {pg.url} (reusing the server already listening)")
+        else:
+            if os.geteuid() == 0:
+                stack.notes.append("note: running as root, so PostgreSQL runs as user 'postgres'")
+            await asyncio.to_thread(pg.start)
+            stack.postgres = pg
+            stack.notes.append(f"PostgreSQL: {pg.url} (embedded, data {pg_dir})")
+        stack.database_url = pg.url
+    os.environ["DATABASE_URL"] = stack.database_url
+    from brain.store import apply_schema
+
+    await apply_schema(stack.database_url)
+    return stack
+
+
+async def _pg_usable(url: str) -> bool:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except Exception:
+        return False
+    await conn.close()
+    return True
+
+
+def stop_servers(stack: Stack) -> None:
+    if stack.postgres is not None:
+        stack.postgres.stop()
+    if stack.nats is not None:
+        stack.nats.stop()
+
+
+async def run_services(stack: Stack, *, ready: asyncio.Event | None = None,
+                       stop: asyncio.Event | None = None) -> None:
+    """Start the four services, print the banner, run until a signal (or `stop`)."""
+    from brain.config import BrainConfig
+    from brain.store import Store
+    from brain.worker import BrainWorker
+    from edge.config import EdgeConfig
+    from edge.http_api import HttpApi
+    from edge.server import EdgeServer
+    from stt_worker.config import SttConfig
+    from stt_worker.worker import SttWorker
+    from tts_worker.config import TtsConfig
+    from tts_worker.worker import TtsWorker
+
+    edge_cfg, stt_cfg = EdgeConfig.from_env(), SttConfig.from_env()
+    brain_cfg, tts_cfg = BrainConfig.from_env(), TtsConfig.from_env()
+    for name, port in (("AUDIOSOCKET_PORT", edge_cfg.port), ("HTTP_PORT", edge_cfg.http_port),
+                       ("METRICS_PORT", edge_cfg.metrics_port)):
+        if port and port_in_use(port):
+            raise UpError(f"port {port} ({name}) is already in use: is another voicebot running? "
+                          f"Stop it or set {name} in .env")
+
+    buses: list[Bus] = []
+
+    async def bus_for(service: str) -> Bus:
+        b = await Bus.connect(stack.nats_url, service)
+        buses.append(b)
+        return b
+
+    await ensure_streams((await bus_for("up")).js)
+    store = await Store.connect(stack.database_url)
+    started: list[Any] = []
+    try:
+        tts = TtsWorker(tts_cfg, await bus_for("tts_worker"))
+        await tts.start()
+        started.append(tts)
+        stt = SttWorker(stt_cfg, await bus_for("stt_worker"))
+        await stt.start()
+        started.append(stt)
+        brain = BrainWorker(brain_cfg, await bus_for("brain"), store)
+        await brain.start()
+        started.append(brain)
+        edge = EdgeServer(edge_cfg, await bus_for("edge"))
+        await edge.start()
+        started.append(edge)
+        http = HttpApi(edge_cfg, edge)
+        await http.start()
+        started.append(http)
+        if edge_cfg.metrics_port:
+            start_metrics(edge_cfg.metrics_port)
+        print(banner(stack, edge_cfg, stt, brain_cfg, tts, tts_cfg), flush=True)
+        if ready is not None:
+            ready.set()
+        if stop is not None:
+            await stop.wait()
+        else:
+            await wait_for_signal()
+        print("Stopping: calls in progress get their goodbye, then the servers stop...", flush=True)
+    finally:
+        for service in reversed(started):
+            with contextlib.suppress(Exception):
+                if isinstance(service, EdgeServer):
+                    await service.stop(grace_s=5.0)
+                else:
+                    await service.stop()
+        await store.close()
+        for b in buses:
+            await b.close()
+
+
+def banner(stack: Stack, edge_cfg: Any, stt: Any, brain_cfg: Any, tts: Any, tts_cfg: Any) -> str:
+    line = "=" * 60
+    rows = [
+        line,
+        f"AudioSocket Server started on {edge_cfg.host}:{edge_cfg.port}",
+        f"Cache loaded: {tts.phrases_loaded} phrases",
+        f"Process pool workers: {tts.pool_workers} (TTS) + {stt.pool_workers} (STT)",
+        f"Max concurrent calls: {edge_cfg.max_concurrent_calls}",
+        f"HTTP API: http://{edge_cfg.http_host}:{edge_cfg.http_port}   "
+        f"Metrics: http://{edge_cfg.host}:{edge_cfg.metrics_port}/metrics",
+        f"Providers: STT {stt.provider_name} · NLU {brain_cfg.nlu_provider} · TTS {tts_cfg.provider}",
+        *stack.notes,
+        "Place a test call:  .venv/bin/voicebot call      Trace:  .venv/bin/voicebot sub 'call.>'",
+        line,
+    ]
+    return "\n".join(rows)
+
+
+async def up(data_dir: Path) -> int:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o755)
+    try:
+        lock = _lock(data_dir)
+    except UpError as e:
+        print(f"voicebot up: {e}")
+        return 1
+    stack: Stack | None = None
+    try:
+        stack = await start_servers(data_dir)
+        await run_services(stack)
+        return 0
+    except (UpError, ServerError, env.ConfigError) as e:
+        print(f"voicebot up: {e}")
+        return 1
+    finally:
+        if stack is not None:
+            await asyncio.to_thread(stop_servers, stack)
+        lock.unlink(missing_ok=True)
