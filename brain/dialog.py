@@ -19,8 +19,16 @@ import msgspec
 from brain.solutions import Catalog, Problem
 
 State = Literal[
-    "INIT", "WELCOME", "IDENTIFICATION", "DIAGNOSTIC", "SOLUTION", "VERIFICATION",
-    "TICKET", "GOODBYE", "TRANSFER", "CLOSED",
+    "INIT",
+    "WELCOME",
+    "IDENTIFICATION",
+    "DIAGNOSTIC",
+    "SOLUTION",
+    "VERIFICATION",
+    "TICKET",
+    "GOODBYE",
+    "TRANSFER",
+    "CLOSED",
 ]
 
 # What each state waits for: also the closed-choice hint given to the NLU and the STT prompt.
@@ -161,8 +169,18 @@ class ProviderTrouble:
 
 
 Input = (
-    CallStarted | Heard | Dtmf | SpeechStarted | PlaybackStarted | PlaybackEnded | Timeout
-    | TechnicianResult | TicketOpened | CallerHungUp | Resume | ProviderTrouble
+    CallStarted
+    | Heard
+    | Dtmf
+    | SpeechStarted
+    | PlaybackStarted
+    | PlaybackEnded
+    | Timeout
+    | TechnicianResult
+    | TicketOpened
+    | CallerHungUp
+    | Resume
+    | ProviderTrouble
 )
 
 # --- actions --------------------------------------------------------------------------
@@ -215,7 +233,9 @@ class RecordOutcome:
     outcome: str
 
 
-Action = Say | StartTimer | CancelTimer | Flush | FindTechnician | OpenTicket | EndCall | RecordOutcome
+Action = (
+    Say | StartTimer | CancelTimer | Flush | FindTechnician | OpenTicket | EndCall | RecordOutcome
+)
 
 
 def describe(action: Action) -> str:
@@ -285,7 +305,9 @@ class Dialog:
             case ProviderTrouble(kind="gap"):
                 if s.ending is None and s.state in EXPECTING:
                     s = self._prompt(s, out, phrase="repeat")
-            case Heard() | Dtmf() if s.ending is not None or s.ticket_pending or s.technician_pending:
+            case Heard() | Dtmf() if (
+                s.ending is not None or s.ticket_pending or s.technician_pending
+            ):
                 pass  # the call is being wrapped up: nothing the caller says changes that
             case Heard():
                 s = self._heard(s, event, out)
@@ -296,8 +318,13 @@ class Dialog:
     # --- prompts ----------------------------------------------------------------------
 
     def _say(
-        self, s: Snapshot, out: list[Action], *, phrase: str | None = None,
-        text: str | None = None, interruptible: bool = True,
+        self,
+        s: Snapshot,
+        out: list[Action],
+        *,
+        phrase: str | None = None,
+        text: str | None = None,
+        interruptible: bool = True,
     ) -> tuple[Snapshot, str]:
         uid = f"u{s.utterances + 1}"
         out.append(Say(uid, phrase=phrase, text=text, interruptible=interruptible))
@@ -307,8 +334,13 @@ class Dialog:
         return s, uid
 
     def _prompt(
-        self, s: Snapshot, out: list[Action], *, phrase: str | None = None,
-        text: str | None = None, preface: str | None = None,
+        self,
+        s: Snapshot,
+        out: list[Action],
+        *,
+        phrase: str | None = None,
+        text: str | None = None,
+        preface: str | None = None,
     ) -> Snapshot:
         """Say a question and wait for the answer: the no-input timer starts when it ends."""
         out.append(CancelTimer("no_input"))
@@ -327,8 +359,14 @@ class Dialog:
         return self._prompt(s, out, phrase=s.last_prompt)
 
     def _end(
-        self, s: Snapshot, out: list[Action], *, how: str, outcome: str,
-        phrase: str | None = None, text: str | None = None,
+        self,
+        s: Snapshot,
+        out: list[Action],
+        *,
+        how: str,
+        outcome: str,
+        phrase: str | None = None,
+        text: str | None = None,
     ) -> Snapshot:
         """Say the last words (not interruptible), then hang up or transfer once they played."""
         out.append(CancelTimer("no_input"))
@@ -472,8 +510,11 @@ class Dialog:
         category = h.slots.get("category") or _intent_category(h.intent)
         problem = self.catalog.match(category, h.text) if category else None
         s = msgspec.structs.replace(
-            s, state="IDENTIFICATION", misunderstood=0,
-            category=category or s.category, problem=problem.key if problem else s.problem,
+            s,
+            state="IDENTIFICATION",
+            misunderstood=0,
+            category=category or s.category,
+            problem=problem.key if problem else s.problem,
         )
         if h.slots.get("phone") or h.slots.get("name"):
             return self._identity_answer(s, h, out)
@@ -482,7 +523,9 @@ class Dialog:
     def _identity_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
         name = h.slots.get("name") or s.name
         phone = h.slots.get("phone") or s.phone
-        s = msgspec.structs.replace(s, name=name, phone=phone, identity_attempts=s.identity_attempts + 1)
+        s = msgspec.structs.replace(
+            s, name=name, phone=phone, identity_attempts=s.identity_attempts + 1
+        )
         if h.customer is not None:
             s = msgspec.structs.replace(s, customer_id=h.customer.id, customer_name=h.customer.name)
         if phone is None and s.caller_number is None and s.identity_attempts < 2:
@@ -502,10 +545,15 @@ class Dialog:
         problem = self.catalog.match(category, text)
         if problem is None:  # no symptom words: keep what the caller said first, else the default
             same = s.problem is not None and s.category == category
-            problem = self.catalog.get(s.problem) if same and s.problem else self.catalog.default(category)
+            problem = (
+                self.catalog.get(s.problem)
+                if same and s.problem
+                else self.catalog.default(category)
+            )
         if problem is None:
-            return self._escalate(msgspec.structs.replace(s, category=category), out,
-                                  "aucune solution connue")
+            return self._escalate(
+                msgspec.structs.replace(s, category=category), out, "aucune solution connue"
+            )
         s = msgspec.structs.replace(
             s, category=category, problem=problem.key, step=0, misunderstood=0, dtmf_mode=False
         )
@@ -545,8 +593,12 @@ class Dialog:
             return s
         s = msgspec.structs.replace(s, technician_pending=False)
         if r.available:
-            out.append(OpenTicket(s.category, self._summary(s, "transféré à un technicien"), "transferred"))
-            return self._end(s, out, how=f"transfer:{r.target}", outcome="transfer", phrase="transfer")
+            out.append(
+                OpenTicket(s.category, self._summary(s, "transféré à un technicien"), "transferred")
+            )
+            return self._end(
+                s, out, how=f"transfer:{r.target}", outcome="transfer", phrase="transfer"
+            )
         out.append(OpenTicket(s.category, self._summary(s, "rappel par un technicien"), "open"))
         return msgspec.structs.replace(s, state="TICKET", ticket_pending=True)
 
@@ -575,14 +627,14 @@ class Dialog:
                 return self._verification_answer(s, "deny", out)
             case "SOLUTION", _:
                 return self._solution_ack(s, out)
-            case ("WELCOME" | "IDENTIFICATION"), d if d.isdigit():
+            case (("WELCOME" | "IDENTIFICATION"), d) if d.isdigit():
                 buf = s.dtmf_buffer + d
                 s = msgspec.structs.replace(s, dtmf_buffer=buf, state="IDENTIFICATION")
                 if len(buf) >= 10:
                     s = msgspec.structs.replace(s, phone=buf[:10], dtmf_buffer="")
                     return self._after_identity(s, out)
                 return s
-            case ("WELCOME" | "IDENTIFICATION"), "#" if s.dtmf_buffer:
+            case (("WELCOME" | "IDENTIFICATION"), "#") if s.dtmf_buffer:
                 s = msgspec.structs.replace(s, phone=s.dtmf_buffer, dtmf_buffer="")
                 return self._after_identity(s, out)
             case _, "0":

@@ -35,7 +35,9 @@ class Catalog:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             problems = [
                 Problem(
-                    category=p["category"], key=p["key"], label=p["label"],
+                    category=p["category"],
+                    key=p["key"],
+                    label=p["label"],
                     keywords=tuple(fold(k) for k in p.get("keywords", ())),
                     steps=tuple(p["steps"]),
                 )
@@ -61,7 +63,9 @@ class Catalog:
         for p in self.problems:
             if category is not None and p.category != category:
                 continue
-            hits = sum(len(k) for k in p.keywords if f" {k} " in folded or (" " in k and k in folded))
+            hits = sum(
+                len(k) for k in p.keywords if f" {k} " in folded or (" " in k and k in folded)
+            )
             if hits > score:
                 best, score = p, hits
         return best

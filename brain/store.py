@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -19,13 +20,14 @@ class StoreError(RuntimeError):
     pass
 
 
-async def apply_schema(dsn: str, sql_path: Path = INIT_SQL, *, timeout: float = 30.0) -> None:
+async def apply_schema(dsn: str, sql_path: Path = INIT_SQL, *, timeout_s: float = 30.0) -> None:
     """Apply init_db.sql (idempotent) to the database at `dsn`."""
-    conn = await asyncpg.connect(dsn, timeout=timeout)
+    sql = await asyncio.to_thread(sql_path.read_text, encoding="utf-8")
+    conn = await asyncpg.connect(dsn, timeout=timeout_s)
     try:
-        await conn.execute(sql_path.read_text(encoding="utf-8"), timeout=timeout)
+        await conn.execute(sql, timeout=timeout_s)
     finally:
-        await conn.close(timeout=timeout)
+        await conn.close(timeout=timeout_s)
 
 
 class Store:
@@ -48,20 +50,29 @@ class Store:
         row = await self.pool.fetchrow(
             "SELECT c.id, c.name, p.phone FROM phone_numbers p JOIN customers c "
             "ON c.id = p.customer_id WHERE p.phone = $1",
-            phone, timeout=QUERY_TIMEOUT_S,
+            phone,
+            timeout=QUERY_TIMEOUT_S,
         )
         return Customer(row["id"], row["name"], row["phone"]) if row else None
 
     async def find_technician(self, category: str | None) -> str | None:
         """The queue of an available technician for the category, or None."""
-        return await self.pool.fetchval(
-            "SELECT queue FROM technicians WHERE available AND ($1::text IS NULL OR $1 = ANY(categories)) "
-            "ORDER BY id LIMIT 1",
-            category, timeout=QUERY_TIMEOUT_S,
+        queue = await self.pool.fetchval(
+            "SELECT queue FROM technicians WHERE available "
+            "AND ($1::text IS NULL OR $1 = ANY(categories)) ORDER BY id LIMIT 1",
+            category,
+            timeout=QUERY_TIMEOUT_S,
         )
+        return str(queue) if queue is not None else None
 
     async def open_ticket(
-        self, call_id: str, customer_id: int | None, category: str | None, summary: str, status: str
+        self,
+        call_id: str,
+        *,
+        customer_id: int | None,
+        category: str | None,
+        summary: str,
+        status: str,
     ) -> str:
         """One ticket per call; opening it again updates it and returns the same number."""
         number = await self.pool.fetchval(
@@ -69,19 +80,28 @@ class Store:
             "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (call_id) DO UPDATE SET "
             "summary = EXCLUDED.summary, status = EXCLUDED.status, updated_at = now() "
             "RETURNING number",
-            call_id, customer_id, category, summary, status, timeout=QUERY_TIMEOUT_S,
+            call_id,
+            customer_id,
+            category,
+            summary,
+            status,
+            timeout=QUERY_TIMEOUT_S,
         )
         return str(number)
 
     async def call_started(self, call_id: str, caller: str | None) -> None:
         await self.pool.execute(
             "INSERT INTO calls (id, caller) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            call_id, caller, timeout=QUERY_TIMEOUT_S,
+            call_id,
+            caller,
+            timeout=QUERY_TIMEOUT_S,
         )
 
     async def call_identified(self, call_id: str, customer_id: int) -> None:
         await self.pool.execute(
-            "UPDATE calls SET customer_id = $2 WHERE id = $1", call_id, customer_id,
+            "UPDATE calls SET customer_id = $2 WHERE id = $1",
+            call_id,
+            customer_id,
             timeout=QUERY_TIMEOUT_S,
         )
 
@@ -89,15 +109,33 @@ class Store:
         await self.pool.execute(
             "UPDATE calls SET outcome = $2, ended_at = CASE WHEN $3 THEN now() ELSE ended_at END "
             "WHERE id = $1",
-            call_id, outcome, ended, timeout=QUERY_TIMEOUT_S,
+            call_id,
+            outcome,
+            ended,
+            timeout=QUERY_TIMEOUT_S,
         )
 
     async def record_turn(
-        self, call_id: str, turn: int, state_from: str, state_to: str, intent: str | None,
-        text: str | None, actions: list[str],
+        self,
+        call_id: str,
+        *,
+        turn: int,
+        state_from: str,
+        state_to: str,
+        intent: str | None,
+        text: str | None,
+        actions: list[str],
     ) -> None:
         await self.pool.execute(
-            "INSERT INTO turns (call_id, turn, state_from, state_to, intent, caller_text, bot_actions) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (call_id, turn) DO NOTHING",
-            call_id, turn, state_from, state_to, intent, text, actions, timeout=QUERY_TIMEOUT_S,
+            "INSERT INTO turns (call_id, turn, state_from, state_to, intent, caller_text, "
+            "bot_actions) VALUES ($1, $2, $3, $4, $5, $6, $7) "
+            "ON CONFLICT (call_id, turn) DO NOTHING",
+            call_id,
+            turn,
+            state_from,
+            state_to,
+            intent,
+            text,
+            actions,
+            timeout=QUERY_TIMEOUT_S,
         )

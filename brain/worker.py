@@ -60,14 +60,18 @@ class BrainWorker:
             from brain.providers.groq import GroqNlu
 
             self.llm = GroqNlu(
-                api_key=config.groq_api_key or "", model=config.groq_model,
-                base_url=config.groq_base_url, timeout_s=config.llm_timeout_s,
+                api_key=config.groq_api_key or "",
+                model=config.groq_model,
+                base_url=config.groq_base_url,
+                timeout_s=config.llm_timeout_s,
             )
         self.calls: dict[str, CallBrain] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        claims = CallClaims(self.bus, CLAIMS["brain"], self._on_call, max_calls=self.config.max_calls)
+        claims = CallClaims(
+            self.bus, CLAIMS["brain"], self._on_call, max_calls=self.config.max_calls
+        )
         self._task = asyncio.create_task(claims.run(), name="brain-claims")
 
     async def stop(self) -> None:
@@ -161,8 +165,8 @@ class CallBrain:
             case schemas.BargeIn():
                 put(Pending(d.SpeechStarted(), "bargein", seq))
             case schemas.Error(source="stt", code=code):
-                kind = "gap" if code == "takeover" else "timeout"
-                put(Pending(d.ProviderTrouble(kind), f"stt_{code}", seq))
+                trouble = d.ProviderTrouble("gap" if code == "takeover" else "timeout")
+                put(Pending(trouble, f"stt_{code}", seq))
             case schemas.SpeechStarted():
                 put(Pending(d.SpeechStarted(), "speech_started", seq))
             case schemas.Gap():
@@ -190,8 +194,10 @@ class CallBrain:
         confident = self._trusted(finals) and bool(text)
         expecting = d.EXPECTING.get(self.snapshot.state)
         t0 = time.perf_counter()
-        nlu, source, raw, llm_ms = await self._understand(text, expecting) if text else (
-            Nlu(intent="unknown"), "rules", None, None
+        nlu, source, raw, llm_ms = (
+            await self._understand(text, expecting)
+            if text
+            else (Nlu(intent="unknown"), "rules", None, None)
         )
         nlu_ms = (time.perf_counter() - t0) * 1000
         NLU_SECONDS.labels(source).observe(nlu_ms / 1000)
@@ -203,10 +209,20 @@ class CallBrain:
         latency = schemas.Latency(
             end_of_speech_s=last.end, transcript_ms=last.latency_ms, nlu_ms=round(nlu_ms, 1)
         )
-        self.queue.put_nowait(Pending(
-            heard, "transcript", seq, text=text, nlu=nlu, nlu_source=source, llm_raw=raw,
-            llm_ms=llm_ms, latency=latency, extra={"final_ts": last.ts},
-        ))
+        self.queue.put_nowait(
+            Pending(
+                heard,
+                "transcript",
+                seq,
+                text=text,
+                nlu=nlu,
+                nlu_source=source,
+                llm_raw=raw,
+                llm_ms=llm_ms,
+                latency=latency,
+                extra={"final_ts": last.ts},
+            )
+        )
 
     def _trusted(self, finals: list[schemas.Final]) -> bool:
         c = self.w.config
@@ -246,7 +262,8 @@ class CallBrain:
     async def _lookup(self, phone: str) -> d.Customer | None:
         if self.store is None:
             return None
-        return await _quiet(self.store.find_customer(phone), self.call_id)
+        customer: d.Customer | None = await _quiet(self.store.find_customer(phone), self.call_id)
+        return customer
 
     # --- deciding ------------------------------------------------------------------
 
@@ -269,24 +286,46 @@ class CallBrain:
                 latency, say_ms=round((latency.transcript_ms or 0) + since_final, 1)
             )
         decision = schemas.Decision(
-            call_id=self.call_id, ts=time.time(), turn=before.turn, trigger=p.trigger,
-            trigger_seq=self.last_seq, state_from=before.state, state_to=after.state,
+            call_id=self.call_id,
+            ts=time.time(),
+            turn=before.turn,
+            trigger=p.trigger,
+            trigger_seq=self.last_seq,
+            state_from=before.state,
+            state_to=after.state,
             intent=p.nlu.intent if p.nlu else None,
-            slots=dict(p.nlu.slots) if p.nlu else {}, text=p.text, nlu_source=p.nlu_source,
-            llm_raw=p.llm_raw, llm_ms=p.llm_ms, actions=tuple(d.describe(a) for a in actions),
-            latency=latency, snapshot=msgspec.to_builtins(after),
+            slots=dict(p.nlu.slots) if p.nlu else {},
+            text=p.text,
+            nlu_source=p.nlu_source,
+            llm_raw=p.llm_raw,
+            llm_ms=p.llm_ms,
+            actions=tuple(d.describe(a) for a in actions),
+            latency=latency,
+            snapshot=msgspec.to_builtins(after),
         )
         await self.bus.publish(
-            subjects.decision(self.call_id), decision, msg_id=f"{self.call_id}:decision:{before.turn}"
+            subjects.decision(self.call_id),
+            decision,
+            msg_id=f"{self.call_id}:decision:{before.turn}",
         )
         DECISIONS.labels(before.state, after.state).inc()
         if self.store is not None and (p.text or before.state != after.state):
-            await _quiet(self.store.record_turn(
-                self.call_id, before.turn, before.state, after.state,
-                p.nlu.intent if p.nlu else None, p.text, list(decision.actions),
-            ), self.call_id)
+            await _quiet(
+                self.store.record_turn(
+                    self.call_id,
+                    turn=before.turn,
+                    state_from=before.state,
+                    state_to=after.state,
+                    intent=p.nlu.intent if p.nlu else None,
+                    text=p.text,
+                    actions=list(decision.actions),
+                ),
+                self.call_id,
+            )
             if after.customer_id is not None and before.customer_id is None:
-                await _quiet(self.store.call_identified(self.call_id, after.customer_id), self.call_id)
+                await _quiet(
+                    self.store.call_identified(self.call_id, after.customer_id), self.call_id
+                )
         if before.state != after.state:
             log.info("[%s] %s -> %s (%s)", self.call_id, before.state, after.state, p.trigger)
         for follow_up in follow_ups:
@@ -297,16 +336,18 @@ class CallBrain:
         match action:
             case d.Say(utterance_id=u, phrase=phrase, text=text, interruptible=i):
                 say = schemas.Say(
-                    call_id=cid, ts=time.time(), utterance_id=u, phrase=phrase, text=text,
+                    call_id=cid,
+                    ts=time.time(),
+                    utterance_id=u,
+                    phrase=phrase,
+                    text=text,
                     interruptible=i,
                 )
                 await self.bus.publish(subjects.say(cid), say, msg_id=f"{cid}:say:{u}")
                 return say.ts
             case d.StartTimer(name=name, seconds=seconds):
                 self._cancel(name)
-                self.timers[name] = asyncio.get_running_loop().call_later(
-                    seconds, self._fire, name
-                )
+                self.timers[name] = asyncio.get_running_loop().call_later(seconds, self._fire, name)
             case d.CancelTimer(name=name):
                 self._cancel(name)
             case d.Flush(utterance_id=u):
@@ -335,11 +376,18 @@ class CallBrain:
 
     async def _open_ticket(self, category: str | None, summary: str, status: str) -> str:
         if self.store is not None:
-            number = await _quiet(self.store.open_ticket(
-                self.call_id, self.snapshot.customer_id, category, summary, status
-            ), self.call_id)
+            number = await _quiet(
+                self.store.open_ticket(
+                    self.call_id,
+                    customer_id=self.snapshot.customer_id,
+                    category=category,
+                    summary=summary,
+                    status=status,
+                ),
+                self.call_id,
+            )
             if number is not None:
-                return number
+                return str(number)
         # No database (or it failed): a number derived from the call id, still unique enough
         # for the caller to quote; the summary is in the decision events for the archiver.
         return str(int(self.call_id.replace("-", "")[:8], 16) % 900_000 + 100_000)
@@ -361,4 +409,3 @@ async def _quiet(coro: Any, call_id: str) -> Any:
     except Exception as e:
         log.warning("[%s] database call failed: %s", call_id, e)
         return None
-

@@ -69,7 +69,10 @@ def parse_out(headers: dict[str, str] | None, data: bytes) -> AudioOut:
     h = headers or {}
     try:
         meta = AudioOut(
-            h[H_UTTERANCE], int(h[H_SEQ]), h.get(H_LAST) == "1", data,
+            h[H_UTTERANCE],
+            int(h[H_SEQ]),
+            h.get(H_LAST) == "1",
+            data,
             h.get(H_INTERRUPTIBLE, "1") == "1",
         )
     except (KeyError, ValueError) as e:

@@ -24,7 +24,7 @@ from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 from prometheus_client import Counter
 
-from events import codec, schemas, subjects, streams
+from events import codec, schemas, streams, subjects
 
 log = logging.getLogger("events.bus")
 
@@ -107,7 +107,9 @@ class Bus:
         PUBLISHED.labels(self.service, subjects.parse(subject).kind).inc()
         return int(ack.seq)
 
-    def publish_soon(self, subject: str, event: msgspec.Struct, *, msg_id: str | None = None) -> None:
+    def publish_soon(
+        self, subject: str, event: msgspec.Struct, *, msg_id: str | None = None
+    ) -> None:
         """Queue a publish for a background task, in order; for hot paths that must not await."""
         self._queue.put_nowait((subject, codec.encode(event), msg_id))
         if self._publisher is None:
@@ -178,7 +180,11 @@ class Bus:
         return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
 
     async def replay(
-        self, subject: str, *, stream: str = streams.CALLS, follow: bool = True,
+        self,
+        subject: str,
+        *,
+        stream: str = streams.CALLS,
+        follow: bool = True,
         start_seq: int | None = None,
     ) -> AsyncIterator[Envelope]:
         """Every stored message of `subject` in order, then (if `follow`) new ones live.
@@ -322,7 +328,9 @@ class CallClaims:
         if takeover and await self.bus.call_ended(started.call_id):
             await msg.ack()
             return
-        task = asyncio.create_task(self._run_call(started, takeover), name=f"call-{started.call_id}")
+        task = asyncio.create_task(
+            self._run_call(started, takeover), name=f"call-{started.call_id}"
+        )
         self.held[started.call_id] = (msg, task)
 
     async def _run_call(self, started: schemas.Started, takeover: bool) -> None:

@@ -14,7 +14,9 @@ PHRASES: Final[dict[str, str]] = {
     "ask_phone": "Quel est votre numéro de téléphone ? Vous pouvez aussi le taper sur le clavier.",
     "ask_category": "Merci. Avez-vous un problème avec Internet ou avec votre mobile ?",
     "ask_category_dtmf": "Tapez 1 pour Internet, 2 pour le mobile.",
-    "ask_verification": "Avez-vous pu faire la manipulation ? Est-ce que ça fonctionne maintenant ?",
+    "ask_verification": (
+        "Avez-vous pu faire la manipulation ? Est-ce que ça fonctionne maintenant ?"
+    ),
     "ask_yes_no_dtmf": "Tapez 1 pour oui, 2 pour non.",
     "ok": "D'accord.",
     "hold": "Un instant, s'il vous plaît.",
@@ -23,8 +25,13 @@ PHRASES: Final[dict[str, str]] = {
     "no_input_last": "Je ne vous entends pas. Sans réponse de votre part, je vais raccrocher.",
     "goodbye": "Merci pour votre appel. Au revoir !",
     "goodbye_no_input": "Je n'ai pas de réponse. Merci de rappeler le SAV. Au revoir.",
-    "goodbye_max_length": "Nous avons atteint la durée maximale de cet appel. Un technicien vous rappellera. Au revoir.",
+    "goodbye_max_length": (
+        "Nous avons atteint la durée maximale de cet appel. "
+        "Un technicien vous rappellera. Au revoir."
+    ),
     "transfer": "Je vous transfère vers un technicien. Ne quittez pas.",
     "busy": "Toutes nos lignes sont occupées. Merci de rappeler dans quelques minutes. Au revoir.",
-    "unavailable": "Le service est momentanément indisponible. Merci de rappeler plus tard. Au revoir.",
+    "unavailable": (
+        "Le service est momentanément indisponible. Merci de rappeler plus tard. Au revoir."
+    ),
 }

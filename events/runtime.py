@@ -34,8 +34,13 @@ async def wait_for_signal() -> str:
     """Return the name of the first SIGINT/SIGTERM received."""
     loop = asyncio.get_running_loop()
     got: asyncio.Future[str] = loop.create_future()
+
+    def on_signal(sig: signal.Signals) -> None:
+        if not got.done():
+            got.set_result(sig.name)
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda s=sig: got.done() or got.set_result(s.name))
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         return await got
     finally:

@@ -207,6 +207,4 @@ class Transfer(Control, frozen=True, kw_only=True, tag="transfer"):
 ControlUnion = Flush | HangupCall | Transfer
 
 
-AnyEvent = (
-    CallEventUnion | TranscriptUnion | Decision | Say | PlaybackUnion | ControlUnion
-)
+AnyEvent = CallEventUnion | TranscriptUnion | Decision | Say | PlaybackUnion | ControlUnion

@@ -6,8 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Final
 
-from nats.js import JetStreamContext
-from nats.js import api
+from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
 
 log = logging.getLogger("events.streams")

@@ -11,7 +11,14 @@ Kind = Literal[
     "event", "audio.in", "audio.out", "transcript", "decision", "say", "playback", "control"
 ]
 KINDS: Final[tuple[str, ...]] = (
-    "event", "audio.in", "audio.out", "transcript", "decision", "say", "playback", "control",
+    "event",
+    "audio.in",
+    "audio.out",
+    "transcript",
+    "decision",
+    "say",
+    "playback",
+    "control",
 )
 EVENT_KINDS: Final[tuple[str, ...]] = ("started", "dtmf", "hangup", "ended", "bargein", "error")
 

@@ -55,7 +55,9 @@ def parse_script(text: str) -> list[Step]:
         verb, _, arg = line.partition(":")
         verb, arg = verb.strip().lower(), arg.strip()
         if verb not in ("say", "bargein", "wav", "dtmf", "wait", "hangup"):
-            raise ScriptError(f"line {n}: unknown step {verb!r} (say, bargein, wav, dtmf, wait, hangup)")
+            raise ScriptError(
+                f"line {n}: unknown step {verb!r} (say, bargein, wav, dtmf, wait, hangup)"
+            )
         if verb in ("say", "bargein", "wav", "dtmf") and not arg:
             raise ScriptError(f"line {n}: {verb} needs an argument")
         if verb == "dtmf" and any(c not in "0123456789*#ABCD" for c in arg):
@@ -81,7 +83,7 @@ def read_wav_8k(path: Path) -> bytes:
     samples = np.frombuffer(data, "<i2").reshape(-1, channels).mean(axis=1)
     positions = np.arange(0, len(samples), rate / SAMPLE_RATE)
     out = np.interp(positions, np.arange(len(samples)), samples)
-    return out.astype("<i2").tobytes()
+    return bytes(out.astype("<i2").tobytes())
 
 
 def rms_dbfs(pcm: bytes) -> float:
@@ -89,7 +91,7 @@ def rms_dbfs(pcm: bytes) -> float:
     if not len(x):
         return -120.0
     rms = float(np.sqrt(np.mean(x * x)))
-    return 20 * np.log10(max(rms, 1e-3) / 32768)
+    return float(20 * np.log10(max(rms, 1e-3) / 32768))
 
 
 @dataclass
@@ -105,9 +107,18 @@ class CallResult:
 
 class Caller:
     def __init__(
-        self, host: str, port: int, steps: list[Step], *, call_id: str | None = None,
-        synth: Callable[[str], bytes], record: Path | None = None, out: TextIO = sys.stdout,
-        end_of_turn_s: float = 0.8, turn_timeout_s: float = 30.0, final_wait_s: float = 30.0,
+        self,
+        host: str,
+        port: int,
+        steps: list[Step],
+        *,
+        call_id: str | None = None,
+        synth: Callable[[str], bytes],
+        record: Path | None = None,
+        out: TextIO = sys.stdout,
+        end_of_turn_s: float = 0.8,
+        turn_timeout_s: float = 30.0,
+        final_wait_s: float = 30.0,
         voice_dbfs: float = -45.0,
     ) -> None:
         self.host, self.port, self.steps = host, port, steps
@@ -125,6 +136,7 @@ class Caller:
         self._last_voice = 0.0  # monotonic time of the last voiced bot frame
         self._voice_since_mark = False
         self._closed = asyncio.Event()
+        self._voiced = asyncio.Event()  # set on each voiced bot frame
         self._idle = asyncio.Event()  # set when our outbox is empty
 
     def say(self, text: str) -> None:
@@ -246,12 +258,18 @@ class Caller:
             self.result.bot_frames_voiced += 1
             self._last_voice = time.monotonic()
             self._voice_since_mark = True
+            self._voiced.set()
 
     async def _wait_bot_voice(self) -> None:
-        self._voice_since_mark = False
-        deadline = time.monotonic() + self.turn_timeout_s
-        while not self._voice_since_mark and time.monotonic() < deadline and not self._closed.is_set():
-            await asyncio.sleep(0.02)
+        """Wait for the bot's next voiced frame (a barge-in speaks over it)."""
+        self._voiced.clear()
+        closed = asyncio.ensure_future(self._closed.wait())
+        voiced = asyncio.ensure_future(self._voiced.wait())
+        await asyncio.wait(
+            {closed, voiced}, timeout=self.turn_timeout_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        closed.cancel()
+        voiced.cancel()
 
     async def _wait_bot_turn(self) -> None:
         """Wait until the bot has spoken and then been quiet for `end_of_turn_s`."""

@@ -15,27 +15,52 @@ from events.runtime import install_uvloop, setup_logging
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="voicebot", description="Voicebot SAV: French after-sales phone bot")
-    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default LOG_LEVEL or INFO)")
+    p = argparse.ArgumentParser(
+        prog="voicebot", description="Voicebot SAV: French after-sales phone bot"
+    )
+    p.add_argument(
+        "--log-level", default=None, help="DEBUG, INFO, WARNING (default LOG_LEVEL or INFO)"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the whole system in one process (development)")
-    up.add_argument("--data-dir", type=Path, default=None,
-                    help="where embedded NATS/PostgreSQL keep their data (default VOICEBOT_DATA_DIR or ./var)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where embedded NATS/PostgreSQL keep their data (default VOICEBOT_DATA_DIR or ./var)",
+    )
 
     call = sub.add_parser("call", help="place a test call like Asterisk's AudioSocket app")
     call.add_argument("--host", default="127.0.0.1")
     call.add_argument("--port", type=int, default=None, help="default AUDIOSOCKET_PORT or 9090")
-    call.add_argument("--script", type=Path, default=None,
-                      help="caller script (say:/bargein:/wav:/dtmf:/wait:/hangup lines); default: the sample dialog")
-    call.add_argument("--record", type=Path, default=Path("recordings/last-call.wav"),
-                      help="WAV file for the bot's audio (default recordings/last-call.wav)")
-    call.add_argument("--voice", default=None, help="espeak-ng voice (default: mb-fr1 if installed, else fr)")
+    call.add_argument(
+        "--script",
+        type=Path,
+        default=None,
+        help="caller script: say:/bargein:/wav:/dtmf:/wait:/hangup lines (default: sample dialog)",
+    )
+    call.add_argument(
+        "--record",
+        type=Path,
+        default=Path("recordings/last-call.wav"),
+        help="WAV file for the bot's audio (default recordings/last-call.wav)",
+    )
+    call.add_argument(
+        "--voice", default=None, help="espeak-ng voice (default: mb-fr1 if installed, else fr)"
+    )
     call.add_argument("--call-id", default=None, help="UUID to use (default: a new one)")
-    call.add_argument("--caller", default=None,
-                      help="register this caller number through the HTTP API first (needs API_TOKEN or loopback)")
-    call.add_argument("--no-trace", action="store_true", help="do not print the bot's side from NATS")
-    call.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the bot each turn")
+    call.add_argument(
+        "--caller",
+        default=None,
+        help="register this caller number through the HTTP API first (needs API_TOKEN or loopback)",
+    )
+    call.add_argument(
+        "--no-trace", action="store_true", help="do not print the bot's side from NATS"
+    )
+    call.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the bot each turn"
+    )
 
     s = sub.add_parser("sub", help="print messages on a subject, like `nats sub`")
     s.add_argument("subject", nargs="?", default="call.>")
@@ -44,9 +69,14 @@ def _parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("nlu", help="print the offline NLU's reading of one utterance")
     n.add_argument("text")
-    n.add_argument("--json", action="store_true", help="print JSON (the default is JSON too, indented)")
-    n.add_argument("--expecting", default=None,
-                   choices=["problem", "identity", "phone", "category", "yes_no", "ack"])
+    n.add_argument(
+        "--json", action="store_true", help="print JSON (the default is JSON too, indented)"
+    )
+    n.add_argument(
+        "--expecting",
+        default=None,
+        choices=["problem", "identity", "phone", "category", "yes_no", "ack"],
+    )
 
     c = sub.add_parser("cache", help="pre-generate the phrase cache (assets/cache)")
     c.add_argument("--cache-dir", type=Path, default=None)
@@ -68,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
             case "up":
                 from voicebot.up import up
 
-                data_dir = args.data_dir or Path(env.get_str("VOICEBOT_DATA_DIR", "var"))
-                return asyncio.run(up(data_dir.resolve()))
+                data_dir = (
+                    args.data_dir or Path(env.get_str("VOICEBOT_DATA_DIR", "var"))
+                ).resolve()
+                data_dir.mkdir(parents=True, exist_ok=True)
+                data_dir.chmod(0o755)  # PostgreSQL's unprivileged user must be able to enter it
+                return asyncio.run(up(data_dir))
             case "call":
                 return asyncio.run(_call(args))
             case "sub":
@@ -83,8 +117,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 result = understand(args.text, args.expecting)
                 body = {"intent": result.intent, "slots": dict(result.slots)}
-                print(json.dumps(body, ensure_ascii=False) if args.json else
-                      json.dumps(body, ensure_ascii=False, indent=2))
+                print(
+                    json.dumps(body, ensure_ascii=False)
+                    if args.json
+                    else json.dumps(body, ensure_ascii=False, indent=2)
+                )
                 return 0
             case "cache":
                 return asyncio.run(_cache(args))
@@ -112,8 +149,10 @@ async def _cache(args: argparse.Namespace) -> int:
     lines = await generate_configured(config)
     for line in lines:
         print(line)
-    print(f"Génération du cache terminée avec succès ! ({len(lines)} phrases, "
-          f"{time.perf_counter() - t0:.2f} s, {config.cache_dir})")
+    print(
+        f"Génération du cache terminée avec succès ! ({len(lines)} phrases, "
+        f"{time.perf_counter() - t0:.2f} s, {config.cache_dir})"
+    )
     return 0
 
 
@@ -122,14 +161,23 @@ async def _call(args: argparse.Namespace) -> int:
     from voicebot.speech import caller_voice, synthesizer
 
     try:
-        steps = parse_script(args.script.read_text(encoding="utf-8") if args.script else SAMPLE_DIALOG)
+        steps = parse_script(
+            args.script.read_text(encoding="utf-8") if args.script else SAMPLE_DIALOG
+        )
     except (OSError, ScriptError) as e:
         print(f"voicebot call: {e}", file=sys.stderr)
         return 2
     port = args.port or env.get_int("AUDIOSOCKET_PORT", 9090)
     voice = args.voice or caller_voice()
-    caller = Caller(args.host, port, steps, call_id=args.call_id, synth=synthesizer(voice),
-                    record=args.record, turn_timeout_s=args.timeout)
+    caller = Caller(
+        args.host,
+        port,
+        steps,
+        call_id=args.call_id,
+        synth=synthesizer(voice),
+        record=args.record,
+        turn_timeout_s=args.timeout,
+    )
     print(f"Calling {args.host}:{port} as call {caller.call_id} (voice {voice})")
     if args.caller:
         await _register_caller(args.host, caller.call_id, args.caller)
@@ -137,16 +185,21 @@ async def _call(args: argparse.Namespace) -> int:
     try:
         result = await caller.run()
     except OSError as e:
-        print(f"voicebot call: cannot reach the AudioSocket server at {args.host}:{port}: {e}."
-              " Is `make run` (voicebot up) running?", file=sys.stderr)
+        print(
+            f"voicebot call: cannot reach the AudioSocket server at {args.host}:{port}: {e}."
+            " Is `make run` (voicebot up) running?",
+            file=sys.stderr,
+        )
         return 1
     finally:
         if tracer is not None:
             await asyncio.sleep(0.3)  # let the last events print
             tracer.cancel()
-    print(f"Call {result.call_id}: {result.duration_s:.1f} s, {result.frames_in} bot frames "
-          f"({result.bot_frames_voiced} voiced), hung up by {result.hung_up_by or '?'}; "
-          f"bot audio in {args.record}")
+    print(
+        f"Call {result.call_id}: {result.duration_s:.1f} s, {result.frames_in} bot frames "
+        f"({result.bot_frames_voiced} voiced), hung up by {result.hung_up_by or '?'}; "
+        f"bot audio in {args.record}"
+    )
     for error in result.errors:
         print(f"  problem: {error}")
     return 0 if result.hung_up_by == "bot" and not result.errors else 1
@@ -156,8 +209,11 @@ async def _register_caller(host: str, call_id: str, number: str) -> None:
     token = env.get_opt("API_TOKEN")
     port = env.get_int("HTTP_PORT", 8080)
     body = number.encode()
-    head = (f"PUT /calls/{call_id}/caller HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
-            + (f"Authorization: Bearer {token}\r\n" if token else "") + "Connection: close\r\n\r\n")
+    head = (
+        f"PUT /calls/{call_id}/caller HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n"
+        + (f"Authorization: Bearer {token}\r\n" if token else "")
+        + "Connection: close\r\n\r\n"
+    )
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=5)
     writer.write(head.encode() + body)
     status = (await asyncio.wait_for(reader.readline(), timeout=5)).decode().strip()
@@ -174,7 +230,9 @@ async def _trace(call_id: str) -> None:
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await nats.connect(
+            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        )
     except Exception:
         print(f"(no NATS at {url}: only audio is shown)")
         return
@@ -191,7 +249,9 @@ async def _trace(call_id: str) -> None:
                 print(f"Bot: {text}", flush=True)
             case schemas.Final(text=text):
                 print(f"      (heard: {text!r})", flush=True)
-            case schemas.Decision(state_from=a, state_to=b, intent=intent, slots=slots) if a != b or intent:
+            case schemas.Decision(state_from=a, state_to=b, intent=intent, slots=slots) if (
+                a != b or intent
+            ):
                 extra = f" {intent} {slots}" if intent else ""
                 print(f"      [{a} -> {b}{extra}]", flush=True)
 

@@ -72,8 +72,16 @@ class NatsServer:
 
     def start(self, timeout: float = 10.0) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [nats_server_binary(), "-js", "-a", self.host, "-p", str(self.port),
-                "-sd", str(self.store_dir)]
+        args = [
+            nats_server_binary(),
+            "-js",
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-sd",
+            str(self.store_dir),
+        ]
         if self.config is not None:
             args += ["-c", str(self.config)]
         log_path = self.store_dir.parent / f"nats-{self.port}.log"
@@ -109,14 +117,18 @@ class NatsServer:
 
 def postgres_bindir() -> Path:
     """Debian's PostgreSQL binaries when the machine has them, else the pgserver wheel's."""
-    system = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
-                    key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    system = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if system:
         return system[-1].parent
     try:
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver
     except ImportError:
-        raise ServerError("no PostgreSQL binaries: install postgresql or the pgserver package") from None
+        raise ServerError(
+            "no PostgreSQL binaries: install postgresql or the pgserver package"
+        ) from None
     bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
     if not (bindir / "initdb").exists():
         raise ServerError(f"pgserver has no binaries at {bindir}")
@@ -166,43 +178,95 @@ class PostgresServer:
             os.chmod(self.data_dir, 0o700)
         if fresh:
             subprocess.run(
-                self._cmd(str(bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-                          "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8"),
-                check=True, capture_output=True, timeout=120,
+                self._cmd(
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ),
+                check=True,
+                capture_output=True,
+                timeout=120,
             )
         opts = f"-p {self.port} -h 127.0.0.1 -k {self.data_dir}"
         if self.fast:
             opts += " -F -c synchronous_commit=off -c full_page_writes=off"
         log_file = self.data_dir / "server.log"
-        result = subprocess.run(
-            self._cmd(str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-o", opts,
-                      "-l", str(log_file), "-w", "-t", str(int(timeout)), "start"),
-            capture_output=True, timeout=timeout + 10,
+        result = subprocess.run(  # noqa: PLW1510 - the return code is read just below
+            self._cmd(
+                str(bindir / "pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-o",
+                opts,
+                "-l",
+                str(log_file),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "start",
+            ),
+            capture_output=True,
+            timeout=timeout + 10,
         )
         if result.returncode != 0:
             tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""
             raise ServerError(f"PostgreSQL did not start: {result.stderr.decode()}\n{tail}")
         if fresh or not self._database_exists(bindir):
             subprocess.run(
-                self._cmd(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
-                          "-U", self.user, self.database),
-                check=True, capture_output=True, timeout=60,
+                self._cmd(
+                    str(bindir / "createdb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    self.database,
+                ),
+                check=True,
+                capture_output=True,
+                timeout=60,
             )
 
     def _database_exists(self, bindir: Path) -> bool:
-        out = subprocess.run(
-            self._cmd(str(bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U",
-                      self.user, "-d", "postgres", "-tAc",
-                      f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'"),
-            capture_output=True, timeout=30,
-        ) if (bindir / "psql").exists() else None
+        out = (
+            subprocess.run(
+                self._cmd(
+                    str(bindir / "psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-U",
+                    self.user,
+                    "-d",
+                    "postgres",
+                    "-tAc",
+                    f"SELECT 1 FROM pg_database WHERE datname = '{self.database}'",
+                ),
+                capture_output=True,
+                timeout=30,
+                check=False,  # "no such database" is an answer, read from stdout
+            )
+            if (bindir / "psql").exists()
+            else None
+        )
         return bool(out and out.stdout.strip() == b"1")
 
     def stop(self) -> None:
         bindir = postgres_bindir()
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             subprocess.run(
-                self._cmd(str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast",
-                          "-w", "stop"),
-                capture_output=True, timeout=60,
+                self._cmd(
+                    str(bindir / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"
+                ),
+                capture_output=True,
+                timeout=60,
+                check=False,  # already stopped is fine
             )

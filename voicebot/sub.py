@@ -22,7 +22,9 @@ def format_msg(msg: Msg, n: int, *, now: datetime.datetime | None = None) -> str
     headers = msg.headers or {}
     if ".audio." in subject:
         meta = " ".join(f"{k.removeprefix('Voicebot-').lower()}={v}" for k, v in headers.items())
-        return f"[#{n}] {stamp} {subject}: audio {len(msg.data)} B ({len(msg.data) // 16} ms) {meta}"
+        return (
+            f"[#{n}] {stamp} {subject}: audio {len(msg.data)} B ({len(msg.data) // 16} ms) {meta}"
+        )
     lines = [f"[#{n}] {stamp} Received on {subject!r}"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
     body = msg.data.decode("utf-8", errors="replace")
@@ -35,12 +37,18 @@ def format_msg(msg: Msg, n: int, *, now: datetime.datetime | None = None) -> str
 
 
 async def subscribe(
-    url: str, subject: str, *, count: int = 0, out: TextIO = sys.stdout, audio: bool = True,
+    url: str,
+    subject: str,
+    *,
+    count: int = 0,
+    out: TextIO = sys.stdout,
+    audio: bool = True,
     connect_timeout: float = 5.0,
 ) -> int:
     """Print messages on `subject` until `count` were printed (0: forever). Returns the count."""
-    nc = await nats.connect(url, connect_timeout=connect_timeout, name="voicebot-sub",
-                            max_reconnect_attempts=-1)
+    nc = await nats.connect(
+        url, connect_timeout=connect_timeout, name="voicebot-sub", max_reconnect_attempts=-1
+    )
     done = asyncio.Event()
     n = 0
 

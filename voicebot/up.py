@@ -8,7 +8,6 @@ its own process. Ctrl-C stops the services, then the servers it started.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
@@ -54,7 +53,9 @@ def _lock(data_dir: Path) -> Path:
         except (ValueError, ProcessLookupError):
             pass  # stale: the previous run died without cleaning up
         except PermissionError:
-            raise UpError(f"another voicebot up is running (pid {lock.read_text().strip()})") from None
+            raise UpError(
+                f"another voicebot up is running (pid {lock.read_text().strip()})"
+            ) from None
         else:
             if pid != os.getpid():
                 raise UpError(
@@ -67,7 +68,9 @@ def _lock(data_dir: Path) -> Path:
 
 async def _nats_usable(url: str) -> bool:
     try:
-        nc = await nats.connect(url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False)
+        nc = await nats.connect(
+            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+        )
     except Exception:
         return False
     try:
@@ -82,8 +85,12 @@ async def _nats_usable(url: str) -> bool:
 def _postgres_reachable_by(user: str, path: Path) -> bool:
     """Can the unprivileged user that runs PostgreSQL walk down to `path`?"""
     probe = path if path.exists() else path.parent
-    result = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(probe)],
-                            capture_output=True, timeout=10)
+    result = subprocess.run(
+        ["runuser", "-u", user, "--", "test", "-x", str(probe)],
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
     return result.returncode == 0
 
 
@@ -105,8 +112,9 @@ async def start_servers(data_dir: Path) -> Stack:
             stack.notes.append(f"NATS: {url} (reusing the server already listening)")
         else:
             conf = PROJECT / "nats.conf"
-            stack.nats = NatsServer(store_dir=data_dir / "nats", port=port,
-                                    config=conf if conf.exists() else None)
+            stack.nats = NatsServer(
+                store_dir=data_dir / "nats", port=port, config=conf if conf.exists() else None
+            )
             await asyncio.to_thread(stack.nats.start)
             stack.notes.append(f"NATS: {url} (embedded, JetStream store {data_dir / 'nats'})")
         stack.nats_url = url
@@ -169,57 +177,90 @@ def stop_servers(stack: Stack) -> None:
         stack.nats.stop()
 
 
-async def run_services(stack: Stack, *, ready: asyncio.Event | None = None,
-                       stop: asyncio.Event | None = None) -> None:
-    """Start the four services, print the banner, run until a signal (or `stop`)."""
-    from brain.config import BrainConfig
-    from brain.store import Store
+@dataclass
+class Services:
+    """The four services of one `voicebot up`, in start order, with what they share."""
+
+    edge_cfg: Any
+    brain_cfg: Any
+    tts_cfg: Any
+    store: Any
+    buses: list[Bus] = field(default_factory=list)
+    started: list[Any] = field(default_factory=list)
+
+
+def _check_ports(edge_cfg: Any) -> None:
+    for name, port in (
+        ("AUDIOSOCKET_PORT", edge_cfg.port),
+        ("HTTP_PORT", edge_cfg.http_port),
+        ("METRICS_PORT", edge_cfg.metrics_port),
+    ):
+        if port and port_in_use(port):
+            raise UpError(
+                f"port {port} ({name}) is already in use: is another voicebot running? "
+                f"Stop it or set {name} in .env"
+            )
+
+
+async def _start(stack: Stack, svc: Services) -> None:
+    """Start the services, workers first so the edge never admits a call nobody serves."""
     from brain.worker import BrainWorker
-    from edge.config import EdgeConfig
     from edge.http_api import HttpApi
     from edge.server import EdgeServer
     from stt_worker.config import SttConfig
     from stt_worker.worker import SttWorker
-    from tts_worker.config import TtsConfig
     from tts_worker.worker import TtsWorker
-
-    edge_cfg, stt_cfg = EdgeConfig.from_env(), SttConfig.from_env()
-    brain_cfg, tts_cfg = BrainConfig.from_env(), TtsConfig.from_env()
-    for name, port in (("AUDIOSOCKET_PORT", edge_cfg.port), ("HTTP_PORT", edge_cfg.http_port),
-                       ("METRICS_PORT", edge_cfg.metrics_port)):
-        if port and port_in_use(port):
-            raise UpError(f"port {port} ({name}) is already in use: is another voicebot running? "
-                          f"Stop it or set {name} in .env")
-
-    buses: list[Bus] = []
 
     async def bus_for(service: str) -> Bus:
         b = await Bus.connect(stack.nats_url, service)
-        buses.append(b)
+        svc.buses.append(b)
         return b
 
     await ensure_streams((await bus_for("up")).js)
-    store = await Store.connect(stack.database_url)
-    started: list[Any] = []
+    tts = TtsWorker(svc.tts_cfg, await bus_for("tts_worker"))
+    stt = SttWorker(SttConfig.from_env(), await bus_for("stt_worker"))
+    brain = BrainWorker(svc.brain_cfg, await bus_for("brain"), svc.store)
+    edge = EdgeServer(svc.edge_cfg, await bus_for("edge"))
+    for service in (tts, stt, brain, edge, HttpApi(svc.edge_cfg, edge)):
+        await service.start()
+        svc.started.append(service)
+
+
+async def _stop(svc: Services) -> None:
+    from edge.server import EdgeServer
+
+    for service in reversed(svc.started):
+        try:
+            if isinstance(service, EdgeServer):
+                await service.stop(grace_s=5.0)  # calls in progress get their goodbye
+            else:
+                await service.stop()
+        except Exception:
+            log.exception("stopping %s failed", type(service).__name__)
+    if svc.store is not None:
+        await svc.store.close()
+    for b in svc.buses:
+        await b.close()
+
+
+async def run_services(
+    stack: Stack, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Start the four services, print the banner, run until a signal (or `stop`)."""
+    from brain.config import BrainConfig
+    from brain.store import Store
+    from edge.config import EdgeConfig
+    from tts_worker.config import TtsConfig
+
+    edge_cfg = EdgeConfig.from_env()
+    svc = Services(edge_cfg, BrainConfig.from_env(), TtsConfig.from_env(), store=None)
+    _check_ports(edge_cfg)
     try:
-        tts = TtsWorker(tts_cfg, await bus_for("tts_worker"))
-        await tts.start()
-        started.append(tts)
-        stt = SttWorker(stt_cfg, await bus_for("stt_worker"))
-        await stt.start()
-        started.append(stt)
-        brain = BrainWorker(brain_cfg, await bus_for("brain"), store)
-        await brain.start()
-        started.append(brain)
-        edge = EdgeServer(edge_cfg, await bus_for("edge"))
-        await edge.start()
-        started.append(edge)
-        http = HttpApi(edge_cfg, edge)
-        await http.start()
-        started.append(http)
+        svc.store = await Store.connect(stack.database_url)
+        await _start(stack, svc)
         if edge_cfg.metrics_port:
             start_metrics(edge_cfg.metrics_port)
-        print(banner(stack, edge_cfg, stt, brain_cfg, tts, tts_cfg), flush=True)
+        print(banner(stack, svc), flush=True)
         if ready is not None:
             ready.set()
         if stop is not None:
@@ -228,38 +269,33 @@ async def run_services(stack: Stack, *, ready: asyncio.Event | None = None,
             await wait_for_signal()
         print("Stopping: calls in progress get their goodbye, then the servers stop...", flush=True)
     finally:
-        for service in reversed(started):
-            with contextlib.suppress(Exception):
-                if isinstance(service, EdgeServer):
-                    await service.stop(grace_s=5.0)
-                else:
-                    await service.stop()
-        await store.close()
-        for b in buses:
-            await b.close()
+        await _stop(svc)
 
 
-def banner(stack: Stack, edge_cfg: Any, stt: Any, brain_cfg: Any, tts: Any, tts_cfg: Any) -> str:
+def banner(stack: Stack, svc: Services) -> str:
+    tts, stt = svc.started[0], svc.started[1]
+    edge = svc.edge_cfg
     line = "=" * 60
     rows = [
         line,
-        f"AudioSocket Server started on {edge_cfg.host}:{edge_cfg.port}",
+        f"AudioSocket Server started on {edge.host}:{edge.port}",
         f"Cache loaded: {tts.phrases_loaded} phrases",
         f"Process pool workers: {tts.pool_workers} (TTS) + {stt.pool_workers} (STT)",
-        f"Max concurrent calls: {edge_cfg.max_concurrent_calls}",
-        f"HTTP API: http://{edge_cfg.http_host}:{edge_cfg.http_port}   "
-        f"Metrics: http://{edge_cfg.host}:{edge_cfg.metrics_port}/metrics",
-        f"Providers: STT {stt.provider_name} · NLU {brain_cfg.nlu_provider} · TTS {tts_cfg.provider}",
+        f"Max concurrent calls: {edge.max_concurrent_calls}",
+        f"HTTP API: http://{edge.http_host}:{edge.http_port}   "
+        f"Metrics: http://{edge.host}:{edge.metrics_port}/metrics",
+        f"Providers: STT {stt.provider_name} · NLU {svc.brain_cfg.nlu_provider} · "
+        f"TTS {svc.tts_cfg.provider}",
         *stack.notes,
-        "Place a test call:  .venv/bin/voicebot call      Trace:  .venv/bin/voicebot sub 'call.>'",
+        "Place a test call:  .venv/bin/voicebot call",
+        "Trace calls live:   .venv/bin/voicebot sub 'call.>'",
         line,
     ]
     return "\n".join(rows)
 
 
 async def up(data_dir: Path) -> int:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o755)
+    """Run everything until Ctrl-C; `data_dir` must exist (the CLI creates it)."""
     try:
         lock = _lock(data_dir)
     except UpError as e:

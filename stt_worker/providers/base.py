@@ -43,9 +43,7 @@ class Heard:
 class SttProvider(Protocol):
     name: str
 
-    def stream(
-        self, audio: AsyncIterator[bytes], *, call_id: str = "-"
-    ) -> AsyncIterator[Heard]:
+    def stream(self, audio: AsyncIterator[bytes], *, call_id: str = "-") -> AsyncIterator[Heard]:
         """Transcribe one call: `audio` yields s16le 8 kHz mono chunks in order and ends when
         the call ends; the provider yields results as they come and ends after the last.
         `call_id` only labels the provider's log lines."""

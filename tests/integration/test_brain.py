@@ -34,8 +34,9 @@ SAMPLE = [
 
 def config(database_url: str | None, nats_url: str) -> BrainConfig:
     base = BrainConfig.from_env()
-    return replace(base, nats_url=nats_url, database_url=database_url, nlu_provider="rules",
-                   no_input_s=30.0)
+    return replace(
+        base, nats_url=nats_url, database_url=database_url, nlu_provider="rules", no_input_s=30.0
+    )
 
 
 class Call:
@@ -55,27 +56,46 @@ class Call:
                 case schemas.Say() as say:
                     self.says.append(say)
                     for cls in (schemas.PlaybackStarted, schemas.PlaybackFinished):
-                        await self.bus.publish(subjects.playback(self.call_id), cls(
-                            call_id=self.call_id, ts=time.time(), utterance_id=say.utterance_id))
+                        await self.bus.publish(
+                            subjects.playback(self.call_id),
+                            cls(
+                                call_id=self.call_id, ts=time.time(), utterance_id=say.utterance_id
+                            ),
+                        )
                 case schemas.Decision() as decision:
                     self.decisions.append(decision)
                 case schemas.Control() as control:
                     self.controls.append(control)
 
         await self.bus.subscribe(subjects.all_of(self.call_id), on_msg)
-        await self.bus.publish(subjects.event(self.call_id, "started"),
-                               schemas.Started(call_id=self.call_id, ts=time.time(), caller=caller))
+        await self.bus.publish(
+            subjects.event(self.call_id, "started"),
+            schemas.Started(call_id=self.call_id, ts=time.time(), caller=caller),
+        )
 
     async def speak(self, text: str) -> None:
         self.seq += 1
-        await self.bus.publish(subjects.transcript(self.call_id), schemas.Final(
-            call_id=self.call_id, ts=time.time(), text=text, confidence=0.95, speech_final=True,
-            seq=self.seq, start=self.seq * 5.0, end=self.seq * 5.0 + 1.5, latency_ms=180.0))
+        await self.bus.publish(
+            subjects.transcript(self.call_id),
+            schemas.Final(
+                call_id=self.call_id,
+                ts=time.time(),
+                text=text,
+                confidence=0.95,
+                speech_final=True,
+                seq=self.seq,
+                start=self.seq * 5.0,
+                end=self.seq * 5.0 + 1.5,
+                latency_ms=180.0,
+            ),
+        )
 
-    async def wait_says(self, n: int, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
+    async def wait_says(self, n: int, within_s: float = 10.0) -> None:
+        deadline = time.monotonic() + within_s
         while len(self.says) < n:
-            assert time.monotonic() < deadline, f"expected {n} says, got {[s.phrase or s.text for s in self.says]}"
+            assert time.monotonic() < deadline, (
+                f"expected {n} says, got {[s.phrase or s.text for s in self.says]}"
+            )
             await asyncio.sleep(0.01)
 
     def spoken(self) -> list[str]:
@@ -96,7 +116,9 @@ async def brain(nats_server: NatsServer, bus: Bus, database_url: str) -> AsyncIt
         await store.close()
 
 
-async def test_sample_dialog_decisions_and_database(brain: BrainWorker, bus: Bus, database_url: str) -> None:
+async def test_sample_dialog_decisions_and_database(
+    brain: BrainWorker, bus: Bus, database_url: str
+) -> None:
     call = Call(bus)
     await call.start()
     await call.wait_says(1)
@@ -107,10 +129,25 @@ async def test_sample_dialog_decisions_and_database(brain: BrainWorker, bus: Bus
     while not call.controls:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
-    assert call.spoken() == ["welcome", "ask_identity", "ask_category", "text", "ask_verification", "goodbye"]
+    assert call.spoken() == [
+        "welcome",
+        "ask_identity",
+        "ask_category",
+        "text",
+        "ask_verification",
+        "goodbye",
+    ]
     assert isinstance(call.controls[-1], schemas.HangupCall)
     states = [d.state_to for d in call.decisions if d.state_to != d.state_from]
-    assert states == ["WELCOME", "IDENTIFICATION", "DIAGNOSTIC", "SOLUTION", "VERIFICATION", "GOODBYE", "CLOSED"]
+    assert states == [
+        "WELCOME",
+        "IDENTIFICATION",
+        "DIAGNOSTIC",
+        "SOLUTION",
+        "VERIFICATION",
+        "GOODBYE",
+        "CLOSED",
+    ]
     identity = next(d for d in call.decisions if d.intent == "inform")
     assert identity.slots == {"name": "Pierre Dupont", "phone": "0612345678"}
     assert identity.snapshot["customer_id"] is not None
@@ -118,10 +155,16 @@ async def test_sample_dialog_decisions_and_database(brain: BrainWorker, bus: Bus
     assert identity.latency.say_ms is not None and identity.latency.say_ms >= 180.0
     conn = await asyncpg.connect(database_url)
     try:
-        row = await conn.fetchrow("SELECT c.outcome, cu.name FROM calls c JOIN customers cu "
-                                  "ON cu.id = c.customer_id WHERE c.id = $1", call.call_id)
+        row = await conn.fetchrow(
+            "SELECT c.outcome, cu.name FROM calls c JOIN customers cu "
+            "ON cu.id = c.customer_id WHERE c.id = $1",
+            call.call_id,
+        )
         assert (row["outcome"], row["name"]) == ("solved", "Pierre Dupont")
-        assert await conn.fetchval("SELECT count(*) FROM tickets WHERE call_id = $1", call.call_id) == 0
+        assert (
+            await conn.fetchval("SELECT count(*) FROM tickets WHERE call_id = $1", call.call_id)
+            == 0
+        )
         turns = await conn.fetchval("SELECT count(*) FROM turns WHERE call_id = $1", call.call_id)
         assert turns >= len(SAMPLE)
     finally:
@@ -136,8 +179,15 @@ async def test_unsolved_call_without_technician_gets_a_ticket(
     call = Call(bus)
     await call.start()
     await call.wait_says(1)
-    for line in ("ma box ne marche plus", "Pierre Dupont 0612345678", "internet", "ok", "non",
-                 "ok", "non toujours pas"):
+    for line in (
+        "ma box ne marche plus",
+        "Pierre Dupont 0612345678",
+        "internet",
+        "ok",
+        "non",
+        "ok",
+        "non toujours pas",
+    ):
         await call.speak(line)
         await asyncio.sleep(0.05)
     deadline = time.monotonic() + 10
@@ -145,7 +195,9 @@ async def test_unsolved_call_without_technician_gets_a_ticket(
         assert time.monotonic() < deadline, call.spoken()
         await asyncio.sleep(0.01)
     try:
-        ticket = await conn.fetchrow("SELECT number, status, summary FROM tickets WHERE call_id = $1", call.call_id)
+        ticket = await conn.fetchrow(
+            "SELECT number, status, summary FROM tickets WHERE call_id = $1", call.call_id
+        )
     finally:
         await conn.close()
     assert ticket is not None and ticket["status"] == "open"
@@ -189,7 +241,14 @@ async def test_brain_killed_mid_call_is_continued_by_another_instance(
         await call.speak(line)
         await call.wait_says(n)
     # Nothing repeated, nothing skipped: the same dialog as without the crash.
-    assert call.spoken() == ["welcome", "ask_identity", "ask_category", "text", "ask_verification", "goodbye"]
+    assert call.spoken() == [
+        "welcome",
+        "ask_identity",
+        "ask_category",
+        "text",
+        "ask_verification",
+        "goodbye",
+    ]
     assert len({s.utterance_id for s in call.says}) == len(call.says)
     assert takeover_s < 8
     await second.stop()

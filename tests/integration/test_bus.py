@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from events import codec, schemas, subjects, streams
+from events import codec, schemas, streams, subjects
 from events.bus import BAD_MESSAGES, Bus, CallClaims, Envelope
 from voicebot.servers import NatsServer
 
@@ -19,10 +19,17 @@ CID = "0b3f2c1e-1111-4222-8333-444455556666"
 VALID = {
     "event": (subjects.event(CID, "dtmf"), schemas.Dtmf(call_id=CID, ts=1.0, digit="1", seq=1)),
     "transcript": (subjects.transcript(CID), schemas.Final(call_id=CID, ts=1.0, text="oui")),
-    "decision": (subjects.decision(CID), schemas.Decision(
-        call_id=CID, ts=1.0, turn=0, trigger="t", trigger_seq=0, state_from="A", state_to="B")),
+    "decision": (
+        subjects.decision(CID),
+        schemas.Decision(
+            call_id=CID, ts=1.0, turn=0, trigger="t", trigger_seq=0, state_from="A", state_to="B"
+        ),
+    ),
     "say": (subjects.say(CID), schemas.Say(call_id=CID, ts=1.0, utterance_id="u1", phrase="ok")),
-    "playback": (subjects.playback(CID), schemas.PlaybackStarted(call_id=CID, ts=1.0, utterance_id="u1")),
+    "playback": (
+        subjects.playback(CID),
+        schemas.PlaybackStarted(call_id=CID, ts=1.0, utterance_id="u1"),
+    ),
     "control": (subjects.control(CID), schemas.Flush(call_id=CID, ts=1.0)),
 }
 
@@ -31,8 +38,8 @@ def bad_count(service: str, kind: str) -> float:
     return BAD_MESSAGES.labels(service, kind)._value.get()
 
 
-async def wait_for(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate, within_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + within_s
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
@@ -87,11 +94,14 @@ async def test_duplicate_publishes_with_one_msg_id_are_stored_once(bus: Bus) -> 
 
 
 async def _started(bus: Bus, call_id: str) -> None:
-    await bus.publish(subjects.event(call_id, "started"),
-                      schemas.Started(call_id=call_id, ts=time.time()))
+    await bus.publish(
+        subjects.event(call_id, "started"), schemas.Started(call_id=call_id, ts=time.time())
+    )
 
 
-async def test_each_call_is_claimed_by_exactly_one_instance(nats_server: NatsServer, bus: Bus) -> None:
+async def test_each_call_is_claimed_by_exactly_one_instance(
+    nats_server: NatsServer, bus: Bus
+) -> None:
     owners: dict[str, list[str]] = {}
     release = asyncio.Event()
 
@@ -99,11 +109,15 @@ async def test_each_call_is_claimed_by_exactly_one_instance(nats_server: NatsSer
         async def on_call(started: schemas.Started, takeover: bool) -> None:
             owners.setdefault(started.call_id, []).append(name)
             await release.wait()
+
         return on_call
 
     buses = [await Bus.connect(nats_server.url, f"w{i}") for i in range(2)]
     claim = streams.ClaimConsumer(service="tester", ack_wait_s=2.0)
-    tasks = [asyncio.create_task(CallClaims(b, claim, instance(f"w{i}")).run()) for i, b in enumerate(buses)]
+    tasks = [
+        asyncio.create_task(CallClaims(b, claim, instance(f"w{i}")).run())
+        for i, b in enumerate(buses)
+    ]
     await asyncio.sleep(0.2)  # both pull loops are waiting (they create the durable)
     ids = [subjects.new_call_id() for _ in range(10)]
     for call_id in ids:
@@ -143,7 +157,7 @@ async def test_a_dead_instance_s_call_is_taken_over(nats_server: NatsServer, bus
     bus_b = await Bus.connect(nats_server.url, "b")
     task_b = asyncio.create_task(CallClaims(bus_b, claim, second).run())
     t0 = time.monotonic()
-    await wait_for(lambda: ("b", True) in seen, timeout=10)
+    await wait_for(lambda: ("b", True) in seen, within_s=10)
     assert time.monotonic() - t0 < 5
     task_b.cancel()
     await asyncio.gather(task_b, return_exceptions=True)

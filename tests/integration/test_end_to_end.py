@@ -37,13 +37,24 @@ async def test_sample_dialog_end_to_end(
     async with (
         DeepgramLoopback(api_key="k", utterances=SAMPLE_LINES) as dg,
         running_pipeline(
-            nats_server.url, database_url, tmp_path,
-            STT_PROVIDER="deepgram", DEEPGRAM_API_KEY="k", DEEPGRAM_URL=dg.url,
+            nats_server.url,
+            database_url,
+            tmp_path,
+            STT_PROVIDER="deepgram",
+            DEEPGRAM_API_KEY="k",
+            DEEPGRAM_URL=dg.url,
         ) as ports,
     ):
         out = io.StringIO()
-        caller = Caller("127.0.0.1", ports.audiosocket, parse_script(SAMPLE_DIALOG), synth=espeak,
-                        record=tmp_path / "bot.wav", out=out, turn_timeout_s=20)
+        caller = Caller(
+            "127.0.0.1",
+            ports.audiosocket,
+            parse_script(SAMPLE_DIALOG),
+            synth=espeak,
+            record=tmp_path / "bot.wav",
+            out=out,
+            turn_timeout_s=20,
+        )
         t0 = time.monotonic()
         result = await caller.run()
         elapsed = time.monotonic() - t0
@@ -56,7 +67,13 @@ async def test_sample_dialog_end_to_end(
     events = [e.event for e in history]
     says = [e for e in events if isinstance(e, schemas.Say)]
     assert [s.phrase or "text" for s in says] == [
-        "welcome", "ask_identity", "ask_category", "text", "ask_verification", "goodbye"]
+        "welcome",
+        "ask_identity",
+        "ask_category",
+        "text",
+        "ask_verification",
+        "goodbye",
+    ]
     played = {e.utterance_id for e in events if isinstance(e, schemas.PlaybackFinished)}
     assert {s.utterance_id for s in says} <= played  # every phrase was heard to its end
     ended = [e for e in events if isinstance(e, schemas.Ended)]
@@ -67,7 +84,8 @@ async def test_sample_dialog_end_to_end(
     conn = await asyncpg.connect(database_url)
     try:
         row = await conn.fetchrow(
-            "SELECT outcome, customer_id FROM calls WHERE id = $1", result.call_id)
+            "SELECT outcome, customer_id FROM calls WHERE id = $1", result.call_id
+        )
     finally:
         await conn.close()
     assert row["outcome"] == "solved" and row["customer_id"] is not None

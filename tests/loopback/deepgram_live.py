@@ -310,8 +310,11 @@ class _Session:
                 assert script is not None
                 text = script.pop(0) if script else ""
                 self.server.heard.append(text)
-                await self._send_event(Transcript(text, round(start, 2), round(end, 2),
-                                                  is_final=True, speech_final=True))
+                await self._send_event(
+                    Transcript(
+                        text, round(start, 2), round(end, 2), is_final=True, speech_final=True
+                    )
+                )
                 await self._send_event(UtteranceEnd(round(end, 2)))
 
     async def _on_text(self, text: str) -> bool:

@@ -18,7 +18,9 @@ PIERRE = d.Customer(1, "Pierre Dupont", "0612345678")
 def heard(text: str, state: str | None = None, *, confident: bool = True) -> d.Heard:
     nlu = understand(text, d.EXPECTING.get(state or "", None))
     customer = PIERRE if nlu.slots.get("phone") == PIERRE.phone else None
-    return d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(nlu.slots.get("phone")))
+    return d.Heard(
+        text, nlu.intent, dict(nlu.slots), confident, customer, bool(nlu.slots.get("phone"))
+    )
 
 
 @dataclass
@@ -48,8 +50,11 @@ class Run:
         return out
 
     def says(self, out: list[d.Action] | None = None) -> list[str]:
-        return [a.phrase or f"text:{a.text}" for a in (self.actions if out is None else out)
-                if isinstance(a, d.Say)]
+        return [
+            a.phrase or f"text:{a.text}"
+            for a in (self.actions if out is None else out)
+            if isinstance(a, d.Say)
+        ]
 
     def user(self, text: str, **kw: bool) -> list[str]:
         return self.says(self.feed(heard(text, self.s.state, **kw)))
@@ -68,11 +73,20 @@ def test_the_sample_dialog_of_the_original_readme() -> None:
     assert r.user("Pierre Dupont, 06 12 34 56 78.") == ["ask_category"]
     assert (r.s.customer_id, r.s.phone) == (1, "0612345678")
     solution = r.user("Internet.")
-    assert solution == ["text:Essayez de débrancher votre box pendant 30 secondes, puis rebranchez-la."]
+    assert solution == [
+        "text:Essayez de débrancher votre box pendant 30 secondes, puis rebranchez-la."
+    ]
     assert r.user("D'accord, je vais essayer.") == ["ask_verification"]
     assert r.user("Oui, ça marche !") == ["goodbye"]
-    assert r.states == ["WELCOME", "IDENTIFICATION", "DIAGNOSTIC", "SOLUTION", "VERIFICATION",
-                        "GOODBYE", "CLOSED"]
+    assert r.states == [
+        "WELCOME",
+        "IDENTIFICATION",
+        "DIAGNOSTIC",
+        "SOLUTION",
+        "VERIFICATION",
+        "GOODBYE",
+        "CLOSED",
+    ]
     assert r.s.outcome == "solved"
     assert d.EndCall("hangup", "solved") in r.actions
     assert not any(isinstance(a, d.OpenTicket) for a in r.actions)
@@ -102,22 +116,70 @@ def test_the_end_guard_hangs_up_if_playback_is_never_reported() -> None:
     ("lines", "expected_states", "last_say", "outcome"),
     [
         # Mobile problem, solved at the second step.
-        (["mon portable ne capte plus", "Marie Martin zéro six quatre-vingt-dix-huit soixante-seize cinquante-quatre trente-deux",
-          "mobile", "d'accord", "non toujours pas", "c'est fait", "oui"],
-         ["WELCOME", "IDENTIFICATION", "DIAGNOSTIC", "SOLUTION", "VERIFICATION", "SOLUTION",
-          "VERIFICATION", "GOODBYE", "CLOSED"], "goodbye", "solved"),
+        (
+            [
+                "mon portable ne capte plus",
+                "Marie Martin zéro six quatre-vingt-dix-huit soixante-seize "
+                "cinquante-quatre trente-deux",
+                "mobile",
+                "d'accord",
+                "non toujours pas",
+                "c'est fait",
+                "oui",
+            ],
+            [
+                "WELCOME",
+                "IDENTIFICATION",
+                "DIAGNOSTIC",
+                "SOLUTION",
+                "VERIFICATION",
+                "SOLUTION",
+                "VERIFICATION",
+                "GOODBYE",
+                "CLOSED",
+            ],
+            "goodbye",
+            "solved",
+        ),
         # Every solution fails, a technician is free: transfer.
-        (["internet ne marche plus", "Pierre Dupont 06 12 34 56 78", "internet", "ok", "non",
-          "ok", "non ça ne marche pas"],
-         ["WELCOME", "IDENTIFICATION", "DIAGNOSTIC", "SOLUTION", "VERIFICATION", "SOLUTION",
-          "VERIFICATION", "TRANSFER", "CLOSED"], "transfer", "transfer"),
+        (
+            [
+                "internet ne marche plus",
+                "Pierre Dupont 06 12 34 56 78",
+                "internet",
+                "ok",
+                "non",
+                "ok",
+                "non ça ne marche pas",
+            ],
+            [
+                "WELCOME",
+                "IDENTIFICATION",
+                "DIAGNOSTIC",
+                "SOLUTION",
+                "VERIFICATION",
+                "SOLUTION",
+                "VERIFICATION",
+                "TRANSFER",
+                "CLOSED",
+            ],
+            "transfer",
+            "transfer",
+        ),
         # The caller asks for a person at once.
-        (["je veux parler à un conseiller"], ["WELCOME", "TRANSFER", "CLOSED"], "transfer", "transfer"),
+        (
+            ["je veux parler à un conseiller"],
+            ["WELCOME", "TRANSFER", "CLOSED"],
+            "transfer",
+            "transfer",
+        ),
         # Says goodbye before anything.
         (["non merci au revoir"], ["WELCOME", "GOODBYE", "CLOSED"], "goodbye", "abandoned"),
     ],
 )
-def test_dialog_paths(lines: list[str], expected_states: list[str], last_say: str, outcome: str) -> None:
+def test_dialog_paths(
+    lines: list[str], expected_states: list[str], last_say: str, outcome: str
+) -> None:
     r = started()
     for line in lines:
         r.user(line)
@@ -129,8 +191,15 @@ def test_dialog_paths(lines: list[str], expected_states: list[str], last_say: st
 def test_no_technician_opens_a_ticket_and_reads_its_number() -> None:
     r = started()
     r.technician = False
-    for line in ("pas de réseau sur mon mobile", "Jean Bernard 07 55 44 33 22", "mobile", "ok",
-                 "non", "ok", "toujours pas"):
+    for line in (
+        "pas de réseau sur mon mobile",
+        "Jean Bernard 07 55 44 33 22",
+        "mobile",
+        "ok",
+        "non",
+        "ok",
+        "toujours pas",
+    ):
         r.user(line)
     tickets = [a for a in r.actions if isinstance(a, d.OpenTicket)]
     assert len(tickets) == 1 and tickets[0].status == "open" and tickets[0].category == "mobile"
@@ -252,8 +321,10 @@ def test_barge_in_flushes_interruptible_utterances_only() -> None:
     out = r.feed(heard("au revoir", "WELCOME"), play=False)
     goodbye = next(a for a in out if isinstance(a, d.Say))
     r.feed(d.PlaybackStarted(goodbye.utterance_id), play=False)
-    assert not any(isinstance(a, d.Flush) and a.utterance_id == goodbye.utterance_id
-                   for a in r.feed(d.SpeechStarted()))
+    assert not any(
+        isinstance(a, d.Flush) and a.utterance_id == goodbye.utterance_id
+        for a in r.feed(d.SpeechStarted())
+    )
 
 
 def test_caller_hang_up_mid_call_leaves_a_ticket() -> None:

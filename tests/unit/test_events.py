@@ -18,26 +18,77 @@ SAMPLES: list[tuple[str, msgspec.Struct]] = [
     ("event", schemas.Started(call_id=CID, ts=T, caller="0612345678", peer="10.0.0.5:41000")),
     ("event", schemas.Dtmf(call_id=CID, ts=T, digit="5", seq=3)),
     ("event", schemas.Hangup(call_id=CID, ts=T, by="caller", reason="eof")),
-    ("event", schemas.Ended(call_id=CID, ts=T, reason="eof", outcome="transfer:technicians",
-                            duration_s=42.5, frames_in=2000, frames_out=2100, underruns=3)),
+    (
+        "event",
+        schemas.Ended(
+            call_id=CID,
+            ts=T,
+            reason="eof",
+            outcome="transfer:technicians",
+            duration_s=42.5,
+            frames_in=2000,
+            frames_out=2100,
+            underruns=3,
+        ),
+    ),
     ("event", schemas.BargeIn(call_id=CID, ts=T, utterance_id="u1")),
-    ("event", schemas.Error(call_id=CID, ts=T, source="stt", code="provider_timeout",
-                            message="deepgram: no answer in 5 s")),
+    (
+        "event",
+        schemas.Error(
+            call_id=CID,
+            ts=T,
+            source="stt",
+            code="provider_timeout",
+            message="deepgram: no answer in 5 s",
+        ),
+    ),
     ("transcript", schemas.Interim(call_id=CID, ts=T, text="bonjour j'ai", confidence=0.8)),
-    ("transcript", schemas.Final(call_id=CID, ts=T, text="Bonjour", confidence=0.93, start=1.0,
-                                 end=1.6, words=(schemas.Word(word="bonjour", start=1.0, end=1.6),),
-                                 latency_ms=210.0, avg_logprob=-0.3, no_speech_prob=0.01)),
+    (
+        "transcript",
+        schemas.Final(
+            call_id=CID,
+            ts=T,
+            text="Bonjour",
+            confidence=0.93,
+            start=1.0,
+            end=1.6,
+            words=(schemas.Word(word="bonjour", start=1.0, end=1.6),),
+            latency_ms=210.0,
+            avg_logprob=-0.3,
+            no_speech_prob=0.01,
+        ),
+    ),
     ("transcript", schemas.UtteranceEnd(call_id=CID, ts=T, last_word_end=1.6)),
     ("transcript", schemas.SpeechStarted(call_id=CID, ts=T, at=0.98)),
     ("transcript", schemas.Gap(call_id=CID, ts=T, from_s=3.0, to_s=7.5, reason="takeover")),
-    ("decision", schemas.Decision(call_id=CID, ts=T, turn=4, trigger="transcript", trigger_seq=17,
-                                  state_from="DIAGNOSTIC", state_to="SOLUTION", intent="internet",
-                                  slots={"category": "internet"}, actions=("say_text:Essayez",),
-                                  latency=schemas.Latency(end_of_speech_s=12.3, nlu_ms=0.4),
-                                  snapshot={"state": "SOLUTION"})),
+    (
+        "decision",
+        schemas.Decision(
+            call_id=CID,
+            ts=T,
+            turn=4,
+            trigger="transcript",
+            trigger_seq=17,
+            state_from="DIAGNOSTIC",
+            state_to="SOLUTION",
+            intent="internet",
+            slots={"category": "internet"},
+            actions=("say_text:Essayez",),
+            latency=schemas.Latency(end_of_speech_s=12.3, nlu_ms=0.4),
+            snapshot={"state": "SOLUTION"},
+        ),
+    ),
     ("say", schemas.Say(call_id=CID, ts=T, utterance_id="u3", phrase="welcome")),
-    ("say", schemas.Say(call_id=CID, ts=T, utterance_id="u4", text="Essayez de débrancher votre box.",
-                        interruptible=False)),
+    (
+        "say",
+        schemas.Say(
+            call_id=CID,
+            ts=T,
+            utterance_id="u4",
+            text="Essayez de débrancher votre box.",
+            interruptible=False,
+        ),
+    ),
     ("playback", schemas.PlaybackStarted(call_id=CID, ts=T, utterance_id="u3")),
     ("playback", schemas.PlaybackFinished(call_id=CID, ts=T, utterance_id="u3", frames=140)),
     ("playback", schemas.PlaybackInterrupted(call_id=CID, ts=T, utterance_id="u3", frames=20)),
@@ -53,7 +104,9 @@ def _subject(kind: str, event: msgspec.Struct) -> str:
     return getattr(subjects, kind)(CID)
 
 
-@pytest.mark.parametrize(("kind", "event"), SAMPLES, ids=lambda x: getattr(x, "__name__", None) or type(x).__name__)
+@pytest.mark.parametrize(
+    ("kind", "event"), SAMPLES, ids=lambda x: getattr(x, "__name__", None) or type(x).__name__
+)
 def test_every_event_round_trips(kind: str, event: msgspec.Struct) -> None:
     data = codec.encode(event)
     assert json.loads(data)["v"] == schemas.SCHEMA_VERSION
@@ -70,11 +123,32 @@ def test_every_subject_kind_has_a_sample() -> None:
     ("subject", "body", "why"),
     [
         (f"call.{CID}.event.started", b"{not json", "malformed JSON"),
-        (f"call.{CID}.event.started", b'{"kind":"exploded","v":1,"call_id":"%s","ts":1}' % CID.encode(), "exploded"),
-        (f"call.{CID}.event.dtmf", b'{"kind":"dtmf","v":1,"call_id":"%s","ts":1}' % CID.encode(), "digit"),
-        (f"call.{CID}.event.dtmf", b'{"kind":"started","v":1,"call_id":"%s","ts":1}' % CID.encode(), "does not match"),
-        (f"call.{CID}.say", b'{"type":"say","v":1,"call_id":"%s","ts":"yesterday","utterance_id":"u"}' % CID.encode(), "ts"),
-        (f"call.{CID}.control", b'{"action":"flush","v":1,"call_id":"00000000-0000-4000-8000-000000000000","ts":1}', "does not match"),
+        (
+            f"call.{CID}.event.started",
+            b'{"kind":"exploded","v":1,"call_id":"%s","ts":1}' % CID.encode(),
+            "exploded",
+        ),
+        (
+            f"call.{CID}.event.dtmf",
+            b'{"kind":"dtmf","v":1,"call_id":"%s","ts":1}' % CID.encode(),
+            "digit",
+        ),
+        (
+            f"call.{CID}.event.dtmf",
+            b'{"kind":"started","v":1,"call_id":"%s","ts":1}' % CID.encode(),
+            "does not match",
+        ),
+        (
+            f"call.{CID}.say",
+            b'{"type":"say","v":1,"call_id":"%s","ts":"yesterday","utterance_id":"u"}'
+            % CID.encode(),
+            "ts",
+        ),
+        (
+            f"call.{CID}.control",
+            b'{"action":"flush","v":1,"call_id":"00000000-0000-4000-8000-000000000000","ts":1}',
+            "does not match",
+        ),
         (f"call.{CID}.nonsense", b"{}", "unknown call subject"),
         ("call.not-a-uuid.say", b"{}", "UUID"),
     ],
@@ -87,7 +161,10 @@ def test_bad_messages_are_rejected_with_a_reason(subject: str, body: bytes, why:
 def test_unknown_fields_are_ignored_for_forward_compatibility() -> None:
     body = json.loads(codec.encode(SAMPLES[0][1]))
     body["added_in_v2"] = {"anything": True}
-    assert codec.decode_subject(_subject("event", SAMPLES[0][1]), json.dumps(body).encode()) == SAMPLES[0][1]
+    assert (
+        codec.decode_subject(_subject("event", SAMPLES[0][1]), json.dumps(body).encode())
+        == SAMPLES[0][1]
+    )
 
 
 def test_subjects_parse_back() -> None:
@@ -122,7 +199,9 @@ def test_audio_headers_round_trip_and_reject_bad_bodies() -> None:
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
 
 
-@pytest.mark.parametrize("path", sorted(FIXTURES.glob("v*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path", sorted(FIXTURES.glob("v*/*.json")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_stored_fixtures_of_earlier_versions_still_decode(path: Path) -> None:
     stored = json.loads(path.read_text())
     event = codec.decode_subject(stored["subject"], json.dumps(stored["body"]).encode())
