@@ -272,9 +272,11 @@ class CallBrain:
         if p.seq:
             self.last_seq = max(self.last_seq, p.seq)
         after, actions = self.dialog.step(before, p.input)
-        if before.state == "CLOSED" and not actions:
-            return  # the call is over: nothing left to decide
         self.snapshot = after
+        if not actions and before.state == after.state and p.text is None:
+            # Bookkeeping only (a playback started): no decision to record. A takeover
+            # replays such inputs, since they lie after the last decision's trigger_seq.
+            return
         follow_ups: list[d.Input] = []
         said_at: float | None = None
         for action in actions:

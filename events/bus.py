@@ -61,7 +61,9 @@ class Bus:
     @classmethod
     async def connect(cls, url: str, service: str, *, connect_timeout: float = 5.0) -> Bus:
         async def on_disconnect() -> None:
-            log.warning("%s: disconnected from NATS, reconnecting", service)
+            # A disconnect while we drain or close is expected, not news.
+            if not nc.is_closed and not nc.is_draining:
+                log.warning("%s: disconnected from NATS, reconnecting", service)
 
         async def on_reconnect() -> None:
             log.info("%s: reconnected to NATS", service)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError
+from nats.js.errors import BadRequestError, NotFoundError
 
 log = logging.getLogger("events.streams")
 
@@ -96,11 +96,13 @@ async def ensure_streams(js: JetStreamContext, retention: Retention | None = Non
     """Create or update the streams; safe to call from every process at every start."""
     for cfg in stream_configs(retention or Retention()):
         try:
+            await js.stream_info(cfg.name or "")
+        except NotFoundError:
             await js.add_stream(cfg)
-        except BadRequestError as e:
-            if e.err_code != 10058:  # stream name already in use with a different config
-                raise
-            await js.update_stream(cfg)
+            continue
+        # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
+        # byte-limited stream with "insufficient storage", counting its reservation twice).
+        await js.update_stream(cfg)
     # Claim consumers exist before the first call, so no `started` is missed by a late worker.
     for claim in CLAIMS.values():
         await ensure_claims(js, claim)

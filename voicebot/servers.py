@@ -86,7 +86,11 @@ class NatsServer:
             args += ["-c", str(self.config)]
         log_path = self.store_dir.parent / f"nats-{self.port}.log"
         with open(log_path, "ab") as out:
-            self.proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
+            # Own session: a Ctrl-C in the terminal reaches `voicebot up`, which stops the
+            # services first and the servers last, not the servers under their feet.
+            self.proc = subprocess.Popen(
+                args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             wait_port(self.port, timeout, self.proc)
         except ServerError as e:
@@ -213,6 +217,7 @@ class PostgresServer:
             ),
             capture_output=True,
             timeout=timeout + 10,
+            start_new_session=True,  # see NatsServer.start
         )
         if result.returncode != 0:
             tail = log_file.read_text(errors="replace")[-2000:] if log_file.exists() else ""

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 
 from events import codec, schemas, streams, subjects
 from events.bus import BAD_MESSAGES, Bus, CallClaims, Envelope
-from voicebot.servers import NatsServer
+from voicebot.servers import NatsServer, free_port
+
+NATS_CONF = Path(__file__).resolve().parents[2] / "nats.conf"
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -197,3 +200,22 @@ async def test_publish_survives_a_nats_restart(nats_server: NatsServer, bus: Bus
             await asyncio.sleep(0.1)
     assert [e.event for e in await bus.history(subject)] == [good]
     assert codec.tag_of(good) == "say"
+
+
+async def test_streams_start_twice_on_the_project_nats_conf(tmp_path: Path) -> None:
+    """With nats.conf's store limits, a second start must not fail for lack of storage."""
+    server = NatsServer(store_dir=tmp_path / "nats", port=free_port(), config=NATS_CONF)
+    server.start()
+    try:
+        for _ in range(2):
+            b = await Bus.connect(server.url, "twice")
+            await streams.ensure_streams(b.js)
+            await streams.ensure_streams(b.js)
+            await b.close()
+            server.restart()
+        b = await Bus.connect(server.url, "twice")
+        info = await b.js.stream_info(streams.AUDIO)
+        await b.close()
+        assert info.config.max_bytes == streams.Retention().audio_max_bytes
+    finally:
+        server.stop()
