@@ -60,7 +60,7 @@ def _lock(data_dir: Path) -> Path:
             if pid != os.getpid():
                 raise UpError(
                     f"voicebot up is already running from this folder (pid {pid}); "
-                    "stop it with Ctrl-C (or `kill {pid}`) first"
+                    f"stop it with Ctrl-C (or `kill {pid}`) first"
                 )
     lock.write_text(str(os.getpid()))
     return lock
