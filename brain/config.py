@@ -46,7 +46,7 @@ class BrainConfig:
             hold_after_s=env.get_float("HOLD_AFTER_S", 1.2),
             no_input_s=env.get_float("NO_INPUT_S", 8.0, minimum=1.0),
             max_call_s=env.get_float("MAX_CALL_S", 600.0, minimum=10.0),
-            min_avg_logprob=env.get_float("STT_MIN_AVG_LOGPROB", -1.2, minimum=-100.0),
+            min_avg_logprob=env.get_float("STT_MIN_AVG_LOGPROB", -1.5, minimum=-100.0),
             max_no_speech_prob=env.get_float("STT_MAX_NO_SPEECH_PROB", 0.7),
             min_confidence=env.get_float("STT_MIN_CONFIDENCE", 0.2),
             solutions_path=Path(solutions) if solutions else None,

@@ -31,7 +31,7 @@ State = Literal[
     "CLOSED",
 ]
 
-# What each state waits for: also the closed-choice hint given to the NLU and the STT prompt.
+# What each state waits for: the closed-choice hint given to the NLU (see `expecting`).
 EXPECTING: dict[str, str | None] = {
     "WELCOME": "problem",
     "IDENTIFICATION": "identity",
@@ -83,6 +83,12 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     ticket_pending: bool = False
     ticket: str | None = None
     technician_pending: bool = False
+    confirming_phone: bool = False  # a number no customer has was read back: yes or no?
+
+
+def expecting(s: Snapshot) -> str | None:
+    """What the dialog waits for now, as a hint for the NLU's closed-choice matching."""
+    return "yes_no" if s.confirming_phone else EXPECTING.get(s.state)
 
 
 # --- inputs ---------------------------------------------------------------------------
@@ -111,6 +117,13 @@ class Heard:
     confident: bool = True
     customer: Customer | None = None
     looked_up: bool = False
+
+
+@dataclass(frozen=True)
+class CustomerResult:
+    """The answer to `FindCustomer` (a number typed on the keypad)."""
+
+    customer: Customer | None
 
 
 @dataclass(frozen=True)
@@ -171,6 +184,7 @@ class ProviderTrouble:
 Input = (
     CallStarted
     | Heard
+    | CustomerResult
     | Dtmf
     | SpeechStarted
     | PlaybackStarted
@@ -211,6 +225,11 @@ class Flush:
 
 
 @dataclass(frozen=True)
+class FindCustomer:
+    phone: str
+
+
+@dataclass(frozen=True)
 class FindTechnician:
     category: str | None
 
@@ -234,7 +253,15 @@ class RecordOutcome:
 
 
 Action = (
-    Say | StartTimer | CancelTimer | Flush | FindTechnician | OpenTicket | EndCall | RecordOutcome
+    Say
+    | StartTimer
+    | CancelTimer
+    | Flush
+    | FindCustomer
+    | FindTechnician
+    | OpenTicket
+    | EndCall
+    | RecordOutcome
 )
 
 
@@ -251,6 +278,8 @@ def describe(action: Action) -> str:
             return f"cancel:{n}"
         case Flush(utterance_id=u):
             return f"flush:{u}"
+        case FindCustomer():
+            return "find_customer"
         case FindTechnician(category=c):
             return f"find_technician:{c}"
         case OpenTicket(status=s):
@@ -297,6 +326,13 @@ class Dialog:
                 s = self._technician(s, event, out)
             case TicketOpened(number=n):
                 s = self._ticket_opened(s, n, out)
+            case CustomerResult(customer=customer):
+                if customer is not None:
+                    s = msgspec.structs.replace(
+                        s, customer_id=customer.id, customer_name=customer.name
+                    )
+                if s.state == "IDENTIFICATION":
+                    s = self._after_identity(s, out)
             case Resume():
                 s = self._resume(s, out)
             case ProviderTrouble(kind="timeout"):
@@ -521,6 +557,14 @@ class Dialog:
         return self._prompt(s, out, phrase="ask_identity")
 
     def _identity_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
+        gave_phone = "phone" in h.slots
+        if s.confirming_phone:
+            s = msgspec.structs.replace(s, confirming_phone=False)
+            if h.intent == "affirm" and not gave_phone:
+                return self._after_identity(s, out)  # right number, just not a customer
+            if h.intent == "deny" and not gave_phone:
+                s = msgspec.structs.replace(s, phone=None)
+                return self._prompt(s, out, phrase="ask_phone")
         name = h.slots.get("name") or s.name
         phone = h.slots.get("phone") or s.phone
         s = msgspec.structs.replace(
@@ -530,6 +574,11 @@ class Dialog:
             s = msgspec.structs.replace(s, customer_id=h.customer.id, customer_name=h.customer.name)
         if phone is None and s.caller_number is None and s.identity_attempts < 2:
             return self._prompt(s, out, phrase="ask_phone")
+        if gave_phone and h.customer is None and s.identity_attempts <= 2:
+            # No customer has the number as heard: speech recognition gets digits wrong, so
+            # read it back rather than carry on with a wrong identity.
+            s = msgspec.structs.replace(s, confirming_phone=True)
+            return self._prompt(s, out, text=f"J'ai noté le {phone}. Est-ce bien votre numéro ?")
         return self._after_identity(s, out)
 
     def _after_identity(self, s: Snapshot, out: list[Action]) -> Snapshot:
@@ -632,11 +681,12 @@ class Dialog:
                 s = msgspec.structs.replace(s, dtmf_buffer=buf, state="IDENTIFICATION")
                 if len(buf) >= 10:
                     s = msgspec.structs.replace(s, phone=buf[:10], dtmf_buffer="")
-                    return self._after_identity(s, out)
+                    out.append(FindCustomer(buf[:10]))
                 return s
             case (("WELCOME" | "IDENTIFICATION"), "#") if s.dtmf_buffer:
                 s = msgspec.structs.replace(s, phone=s.dtmf_buffer, dtmf_buffer="")
-                return self._after_identity(s, out)
+                out.append(FindCustomer(s.phone or ""))
+                return s
             case _, "0":
                 return self._escalate(s, out, "le client a demandé un technicien (touche 0)")
         return self._misunderstood(s, out)

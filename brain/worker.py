@@ -192,7 +192,7 @@ class CallBrain:
         text = " ".join(f.text.strip() for f in finals if f.text.strip())
         last = finals[-1]
         confident = self._trusted(finals) and bool(text)
-        expecting = d.EXPECTING.get(self.snapshot.state)
+        expecting = d.expecting(self.snapshot)
         t0 = time.perf_counter()
         nlu, source, raw, llm_ms = (
             await self._understand(text, expecting)
@@ -355,6 +355,8 @@ class CallBrain:
             case d.Flush(utterance_id=u):
                 flush = schemas.Flush(call_id=cid, ts=time.time(), utterance_id=u)
                 await self.bus.publish(subjects.control(cid), flush)
+            case d.FindCustomer(phone=phone):
+                follow_ups.append(d.CustomerResult(await self._lookup(phone)))
             case d.FindTechnician(category=category):
                 target = None
                 if self.store is not None:

@@ -13,14 +13,22 @@ from brain.solutions import Catalog
 CATALOG = Catalog.load()
 POLICY = d.Policy(no_input_s=8, max_no_input=3, max_misunderstood=2, max_call_s=600)
 PIERRE = d.Customer(1, "Pierre Dupont", "0612345678")
-
-
-def heard(text: str, state: str | None = None, *, confident: bool = True) -> d.Heard:
-    nlu = understand(text, d.EXPECTING.get(state or "", None))
-    customer = PIERRE if nlu.slots.get("phone") == PIERRE.phone else None
-    return d.Heard(
-        text, nlu.intent, dict(nlu.slots), confident, customer, bool(nlu.slots.get("phone"))
+CUSTOMERS = {
+    c.phone: c
+    for c in (
+        PIERRE,
+        d.Customer(2, "Marie Martin", "0698765432"),
+        d.Customer(3, "Jean Bernard", "0755443322"),
     )
+}
+
+
+def heard(text: str, s: d.Snapshot | None = None, *, confident: bool = True) -> d.Heard:
+    """What the shell hands the machine: the NLU reading, and the customer if a phone matched."""
+    nlu = understand(text, d.expecting(s) if s is not None else None)
+    phone = nlu.slots.get("phone")
+    customer = CUSTOMERS.get(phone) if phone else None
+    return d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone))
 
 
 @dataclass
@@ -40,6 +48,8 @@ class Run:
             self.states.append(self.s.state)
         for action in list(out):
             match action:
+                case d.FindCustomer(phone=phone):
+                    out += self.feed(d.CustomerResult(CUSTOMERS.get(phone)), play=play)
                 case d.FindTechnician():
                     out += self.feed(d.TechnicianResult(self.technician, "technicians"), play=play)
                 case d.OpenTicket():
@@ -57,7 +67,7 @@ class Run:
         ]
 
     def user(self, text: str, **kw: bool) -> list[str]:
-        return self.says(self.feed(heard(text, self.s.state, **kw)))
+        return self.says(self.feed(heard(text, self.s, **kw)))
 
 
 def started(caller: str | None = None, customer: d.Customer | None = None) -> Run:
@@ -96,7 +106,7 @@ def test_the_call_ends_only_after_the_goodbye_has_played() -> None:
     r = started()
     for line in ("problème de connexion", "Pierre Dupont 0612345678", "internet", "ok"):
         r.user(line)
-    out = r.feed(heard("oui ça marche", "VERIFICATION"), play=False)
+    out = r.feed(heard("oui ça marche", r.s), play=False)
     goodbye = next(a for a in out if isinstance(a, d.Say))
     assert goodbye.phrase == "goodbye" and not goodbye.interruptible
     assert not any(isinstance(a, d.EndCall) for a in out)
@@ -106,7 +116,7 @@ def test_the_call_ends_only_after_the_goodbye_has_played() -> None:
 
 def test_the_end_guard_hangs_up_if_playback_is_never_reported() -> None:
     r = started()
-    r.feed(heard("au revoir", "WELCOME"), play=False)
+    r.feed(heard("au revoir", r.s), play=False)
     assert r.s.state == "GOODBYE"
     assert d.StartTimer("end_guard", POLICY.end_guard_s) in r.actions
     assert any(isinstance(a, d.EndCall) for a in r.feed(d.Timeout("end_guard")))
@@ -318,7 +328,7 @@ def test_barge_in_flushes_interruptible_utterances_only() -> None:
     r.feed(d.PlaybackStarted(welcome.utterance_id), play=False)
     assert d.Flush(welcome.utterance_id) in r.feed(d.SpeechStarted())
     # The goodbye is not interruptible.
-    out = r.feed(heard("au revoir", "WELCOME"), play=False)
+    out = r.feed(heard("au revoir", r.s), play=False)
     goodbye = next(a for a in out if isinstance(a, d.Say))
     r.feed(d.PlaybackStarted(goodbye.utterance_id), play=False)
     assert not any(
@@ -366,3 +376,42 @@ def test_snapshot_survives_a_round_trip_through_json() -> None:
 def test_describe_names_every_action() -> None:
     assert d.describe(d.Say("u1", phrase="welcome")) == "say:welcome"
     assert d.describe(d.EndCall("transfer:technicians", "x")) == "end:transfer:technicians"
+
+
+def test_an_unknown_number_is_read_back_and_a_yes_carries_on() -> None:
+    r = started()
+    r.user("problème de connexion")
+    said = r.user("Paul Durand 06 11 22 33 44")
+    assert said == ["text:J'ai noté le 0611223344. Est-ce bien votre numéro ?"]
+    assert r.s.state == "IDENTIFICATION" and r.s.confirming_phone
+    assert d.expecting(r.s) == "yes_no"
+    assert r.user("oui c'est ça") == ["ask_category"]
+    assert r.s.customer_id is None and r.s.phone == "0611223344"
+
+
+def test_a_misheard_number_is_corrected_after_a_no() -> None:
+    r = started()
+    r.user("problème de connexion")
+    r.user("Pierre Dupont 06 12 34 56 68")  # as an offline recognizer may hear it
+    assert r.user("non") == ["ask_phone"]
+    assert r.s.phone is None
+    assert r.user("zéro six douze trente-quatre cinquante-six soixante-dix-huit") == [
+        "ask_category"
+    ]
+    assert r.s.customer_id == PIERRE.id
+
+
+def test_a_number_typed_on_the_keypad_is_looked_up() -> None:
+    r = started()
+    r.user("problème internet")
+    out: list[d.Action] = []
+    for digit in "0612345678":
+        out += r.feed(d.Dtmf(digit))
+    assert d.FindCustomer("0612345678") in out
+    assert r.s.customer_id == PIERRE.id and r.s.state == "DIAGNOSTIC"
+
+
+def test_a_known_number_needs_no_read_back() -> None:
+    r = started()
+    r.user("problème de connexion")
+    assert r.user("Pierre Dupont 06 12 34 56 78") == ["ask_category"]
