@@ -241,7 +241,9 @@ class CallBrain:
         """Rules offline; with an LLM: a hold phrase if it is slow, the rules if it fails."""
         if self.w.llm is None:
             return understand(text, expecting), "rules", None, None
-        task = asyncio.ensure_future(self.w.llm.understand(text, expecting, self.snapshot.state))
+        task = asyncio.ensure_future(
+            self.w.llm.understand(text, expecting, self.snapshot.state, call_id=self.call_id)
+        )
         done, _ = await asyncio.wait({task}, timeout=self.w.config.hold_after_s)
         if not done:
             await self._say_hold()
