@@ -8,6 +8,7 @@ PostgreSQL refuses to run as root, so when we are root its processes run as the 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -119,24 +120,30 @@ class NatsServer:
         self.start()
 
 
-def postgres_bindir() -> Path:
-    """Debian's PostgreSQL binaries when the machine has them, else the pgserver wheel's."""
-    system = sorted(
+def system_postgres_bindir() -> Path | None:
+    """The newest Debian PostgreSQL (/usr/lib/postgresql/<major>/bin), if installed."""
+    found = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/initdb"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
-    if system:
-        return system[-1].parent
-    try:
-        import pgserver
-    except ImportError:
-        raise ServerError(
-            "no PostgreSQL binaries: install postgresql or the pgserver package"
-        ) from None
-    bindir = Path(pgserver.__file__).parent / "pginstall" / "bin"
+    return found[-1].parent if found else None
+
+
+def pgserver_bindir() -> Path:
+    """The PostgreSQL binaries inside the pgserver wheel (pip)."""
+    # Located, not imported: importing pgserver sets up its own server machinery we do not use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or spec.origin is None:
+        raise ServerError("no PostgreSQL binaries: install postgresql or the pgserver package")
+    bindir = Path(spec.origin).parent / "pginstall" / "bin"
     if not (bindir / "initdb").exists():
         raise ServerError(f"pgserver has no binaries at {bindir}")
     return bindir
+
+
+def postgres_bindir() -> Path:
+    """Debian's PostgreSQL binaries when the machine has them, else the pgserver wheel's."""
+    return system_postgres_bindir() or pgserver_bindir()
 
 
 @dataclass
@@ -146,6 +153,7 @@ class PostgresServer:
     user: str = "voicebot"
     database: str = "voicebot"
     fast: bool = False  # fsync off: for throwaway test clusters only
+    bindir: Path | None = None  # None: postgres_bindir()
     _as_user: str | None = field(default=None, repr=False)
 
     @property
@@ -172,7 +180,7 @@ class PostgresServer:
         return list(args)
 
     def start(self, timeout: float = 30.0) -> None:
-        bindir = postgres_bindir()
+        bindir = self.bindir = self.bindir or postgres_bindir()
         self._as_user = self._run_as()
         fresh = not (self.data_dir / "PG_VERSION").exists()
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -265,7 +273,7 @@ class PostgresServer:
         return bool(out and out.stdout.strip() == b"1")
 
     def stop(self) -> None:
-        bindir = postgres_bindir()
+        bindir = self.bindir or postgres_bindir()
         with contextlib.suppress(subprocess.SubprocessError, OSError):
             subprocess.run(
                 self._cmd(

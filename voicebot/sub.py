@@ -44,6 +44,7 @@ async def subscribe(
     out: TextIO = sys.stdout,
     audio: bool = True,
     connect_timeout: float = 5.0,
+    ready: asyncio.Event | None = None,
 ) -> int:
     """Print messages on `subject` until `count` were printed (0: forever). Returns the count."""
     nc = await nats.connect(
@@ -62,6 +63,9 @@ async def subscribe(
             done.set()
 
     await nc.subscribe(subject, cb=on_msg)
+    await nc.flush(timeout=connect_timeout)  # the server has the subscription from here on
+    if ready is not None:
+        ready.set()
     try:
         await done.wait()
     finally:
