@@ -63,7 +63,7 @@ async def subscribe(
             done.set()
 
     await nc.subscribe(subject, cb=on_msg)
-    await nc.flush(timeout=connect_timeout)  # the server has the subscription from here on
+    await nc.flush(timeout=int(connect_timeout))  # the server has the subscription now
     if ready is not None:
         ready.set()
     try:
