@@ -31,6 +31,15 @@ PHRASES = {
     "mobile": ("mb-fr1", "mobile"),
     "phone": ("mb-fr1", "zéro six douze trente-quatre cinquante-six soixante-dix-huit"),
     "name": ("mb-fr1", "Pierre Dupont"),
+    # The caller's lines of the original README's sample dialog, for the offline end-to-end test.
+    "sample_1": ("mb-fr1", "Bonjour, j'ai un problème avec ma connexion."),
+    "sample_2": (
+        "mb-fr1",
+        "Pierre Dupont. Mon numéro est le zéro six douze trente-quatre cinquante-six soixante dix-huit.",
+    ),
+    "sample_3": ("mb-fr1", "Internet."),
+    "sample_4": ("mb-fr1", "D'accord, je vais essayer."),
+    "sample_5": ("mb-fr1", "Oui, ça marche !"),
 }
 
 
