@@ -35,7 +35,8 @@ PHRASES = {
     "sample_1": ("mb-fr1", "Bonjour, j'ai un problème avec ma connexion."),
     "sample_2": (
         "mb-fr1",
-        "Pierre Dupont. Mon numéro est le zéro six douze trente-quatre cinquante-six soixante dix-huit.",
+        "Pierre Dupont. Mon numéro est le zéro six douze trente-quatre cinquante-six "
+        "soixante dix-huit.",
     ),
     "sample_3": ("mb-fr1", "Internet."),
     "sample_4": ("mb-fr1", "D'accord, je vais essayer."),
