@@ -19,7 +19,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-OUT = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stt"
+PROJECT = Path(__file__).resolve().parents[1]
+OUT = PROJECT / "tests" / "fixtures" / "stt"
+SAMPLE_CALL = PROJECT / "assets" / "sample_call"  # `voicebot call`'s default caller
 RATE = 8000
 LEAD_S = 0.2
 TAIL_S = 0.3
@@ -31,16 +33,19 @@ PHRASES = {
     "mobile": ("mb-fr1", "mobile"),
     "phone": ("mb-fr1", "zéro six douze trente-quatre cinquante-six soixante-dix-huit"),
     "name": ("mb-fr1", "Pierre Dupont"),
-    # The caller's lines of the original README's sample dialog, for the offline end-to-end test.
-    "sample_1": ("mb-fr1", "Bonjour, j'ai un problème avec ma connexion."),
-    "sample_2": (
-        "mb-fr1",
-        "Pierre Dupont. Mon numéro est le zéro six douze trente-quatre cinquante-six "
-        "soixante dix-huit.",
-    ),
-    "sample_3": ("mb-fr1", "Internet."),
-    "sample_4": ("mb-fr1", "D'accord, je vais essayer."),
-    "sample_5": ("mb-fr1", "Oui, ça marche !"),
+}
+
+
+# The caller's lines of the original README's sample dialog (assets/sample_call/N.wav). The
+# phone number is said "zéro six douze ... soixante dix-huit" after "mon numéro est le":
+# Whisper base hears the plain "06 12 34 56 78" of espeak as "... 56 68" with this voice.
+SAMPLE_LINES = {
+    "1": "Bonjour, j'ai un problème avec ma connexion.",
+    "2": "Pierre Dupont. Mon numéro est le zéro six douze trente-quatre cinquante-six "
+    "soixante dix-huit.",
+    "3": "Internet.",
+    "4": "D'accord, je vais essayer.",
+    "5": "Oui, ça marche !",
 }
 
 
@@ -66,24 +71,30 @@ def resample(samples: np.ndarray, rate: int) -> np.ndarray:
     return np.concatenate(parts, axis=1).reshape(-1)
 
 
+def write(path: Path, voice: str, text: str) -> None:
+    speech = speak(voice, text)
+    pcm = np.concatenate(
+        [
+            np.zeros(int(LEAD_S * RATE), "<i2"),
+            speech.astype("<i2"),
+            np.zeros(int(TAIL_S * RATE), "<i2"),
+        ]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(RATE)
+        w.writeframes(pcm.tobytes())
+    print(f"{path.name}: {voice}, {pcm.size / RATE:.2f} s: {text}")
+
+
 def main() -> int:
     out = Path(sys.argv[1]) if len(sys.argv) > 1 else OUT
-    out.mkdir(parents=True, exist_ok=True)
     for name, (voice, text) in PHRASES.items():
-        speech = speak(voice, text)
-        pcm = np.concatenate(
-            [
-                np.zeros(int(LEAD_S * RATE), "<i2"),
-                speech.astype("<i2"),
-                np.zeros(int(TAIL_S * RATE), "<i2"),
-            ]
-        )
-        with wave.open(str(out / f"{name}.wav"), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(pcm.tobytes())
-        print(f"{name}.wav: {voice}, {pcm.size / RATE:.2f} s: {text}")
+        write(out / f"{name}.wav", voice, text)
+    for name, text in SAMPLE_LINES.items():
+        write(SAMPLE_CALL / f"{name}.wav", "mb-fr1", text)
     return 0
 
 

@@ -25,8 +25,14 @@ import numpy as np
 from edge import framing
 from events.audio import FRAME_BYTES, SAMPLE_RATE, SILENCE
 
+# `voicebot call`'s default: the sample dialog recorded with an MBROLA voice, the same on every
+# machine (with no MBROLA installed, espeak-ng's own voice is badly recognised offline).
+SAMPLE_CALL = (
+    Path(__file__).resolve().parent.parent / "assets" / "sample_call" / "sample_dialog.txt"
+)
+
 SAMPLE_DIALOG = """\
-# The sample dialog of the original README (caller side).
+# The sample dialog of the original README (caller side), as text to synthesize.
 say: Bonjour, j'ai un problème avec ma connexion.
 say: Pierre Dupont, 06 12 34 56 78.
 say: Internet.
@@ -41,12 +47,14 @@ class ScriptError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
-    verb: str  # say | bargein | wav | dtmf | wait | hangup | expect_hangup
+    verb: str  # say | bargein | wav | dtmf | wait | hangup
     arg: str = ""
     line: int = 0
+    shown: str = ""  # what to print for a `wav:` step (the words it holds)
 
 
-def parse_script(text: str) -> list[Step]:
+def parse_script(text: str, base_dir: Path | None = None) -> list[Step]:
+    """Parse a caller script; `wav:` paths are relative to `base_dir` (the script's folder)."""
     steps: list[Step] = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -67,7 +75,18 @@ def parse_script(text: str) -> list[Step]:
                 float(arg)
             except ValueError:
                 raise ScriptError(f"line {n}: wait takes seconds, got {arg!r}") from None
-        steps.append(Step(verb, arg, n))
+        shown = ""
+        if verb == "wav":
+            path, _, shown = (part.strip() for part in arg.partition("|"))
+            full = (
+                base_dir / path
+                if base_dir is not None and not Path(path).is_absolute()
+                else Path(path)
+            )
+            if not full.is_file():
+                raise ScriptError(f"line {n}: no WAV file at {full}")
+            arg = str(full)
+        steps.append(Step(verb, arg, n, shown))
     return steps
 
 
@@ -181,7 +200,7 @@ class Caller:
                     if step.verb == "say":
                         await self._wait_bot_turn()
                 case "wav":
-                    self.say(f"Caller: <{step.arg}>")
+                    self.say(f"Caller: {step.shown or '<' + step.arg + '>'}")
                     await self._queue_pcm(read_wav_8k(Path(step.arg)))
                     self.result.turns += 1
                     await self._wait_bot_turn()

@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         "--script",
         type=Path,
         default=None,
-        help="caller script: say:/bargein:/wav:/dtmf:/wait:/hangup lines (default: sample dialog)",
+        help="caller script: say:/bargein:/wav:/dtmf:/wait:/hangup lines "
+        "(default: assets/sample_call/sample_dialog.txt, the sample dialog)",
     )
     call.add_argument(
         "--record",
@@ -157,13 +158,12 @@ async def _cache(args: argparse.Namespace) -> int:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    from voicebot.caller import SAMPLE_DIALOG, Caller, ScriptError, parse_script
+    from voicebot.caller import SAMPLE_CALL, Caller, ScriptError, parse_script
     from voicebot.speech import caller_voice, synthesizer
 
+    script = args.script or SAMPLE_CALL
     try:
-        steps = parse_script(
-            args.script.read_text(encoding="utf-8") if args.script else SAMPLE_DIALOG
-        )
+        steps = parse_script(script.read_text(encoding="utf-8"), base_dir=script.parent)
     except (OSError, ScriptError) as e:
         print(f"voicebot call: {e}", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
-"""The sample dialog on the offline default, speech in and speech out: recorded caller lines
-(MBROLA French voice, 8 kHz WAV fixtures) through the edge, offline Whisper, the rule-based
-NLU and espeak-ng, as `voicebot call --script` plays them."""
+"""The sample dialog on the offline default, speech in and speech out: the recorded lines of
+`voicebot call`'s default script (MBROLA French voice, 8 kHz) through the edge, offline
+Whisper, the rule-based NLU and espeak-ng, as `voicebot call` plays them."""
 
 from __future__ import annotations
 
@@ -13,13 +13,10 @@ from pipeline import running_pipeline
 from events import schemas, subjects
 from events.bus import Bus
 from tts_worker.providers.espeak import synthesize_8k
-from voicebot.caller import Caller, parse_script
+from voicebot.caller import SAMPLE_CALL, Caller, parse_script
 from voicebot.servers import NatsServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stt"
-SCRIPT = "\n".join(f"wav: {FIXTURES / f'sample_{n}.wav'}" for n in range(1, 6))
 
 
 async def test_sample_dialog_on_the_offline_default(
@@ -32,7 +29,7 @@ async def test_sample_dialog_on_the_offline_default(
         caller = Caller(
             "127.0.0.1",
             ports.audiosocket,
-            parse_script(SCRIPT),
+            parse_script(SAMPLE_CALL.read_text(), base_dir=SAMPLE_CALL.parent),
             synth=lambda text: synthesize_8k(text, "fr", 160),
             out=out,
             turn_timeout_s=25,
