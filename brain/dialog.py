@@ -565,6 +565,10 @@ class Dialog:
             if h.intent == "deny" and not gave_phone:
                 s = msgspec.structs.replace(s, phone=None)
                 return self._prompt(s, out, phrase="ask_phone")
+            if _intent_category(h.intent) and not gave_phone:
+                # Moving on to the problem is a "yes" that saves a question.
+                s = msgspec.structs.replace(s, state="DIAGNOSTIC", misunderstood=0)
+                return self._category_answer(s, h.intent, h.slots.get("category"), h.text, out)
         name = h.slots.get("name") or s.name
         phone = h.slots.get("phone") or s.phone
         s = msgspec.structs.replace(

@@ -415,3 +415,13 @@ def test_a_known_number_needs_no_read_back() -> None:
     r = started()
     r.user("problème de connexion")
     assert r.user("Pierre Dupont 06 12 34 56 78") == ["ask_category"]
+
+
+def test_answering_the_read_back_with_the_problem_moves_on() -> None:
+    r = started()
+    r.user("bonjour")
+    r.user("Paul Durand 06 11 22 33 44")
+    assert r.s.confirming_phone
+    said = r.user("internet")
+    assert said[0].startswith("text:Essayez de débrancher votre box")
+    assert r.s.state == "SOLUTION" and r.s.phone == "0611223344"
