@@ -50,6 +50,7 @@ class Policy:
     max_misunderstood: int = 2  # after this many, offer DTMF
     max_call_s: float = 600.0
     end_guard_s: float = 15.0  # hang up anyway if the goodbye's playback is never reported
+    max_utterance_s: float = 15.0  # longest a caller's turn may take to become a transcript
 
 
 class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
@@ -453,7 +454,9 @@ class Dialog:
         for u in s.playing:
             if u not in s.uninterruptible:
                 out.append(Flush(u))
-        out.append(CancelTimer("no_input"))
+        # Wait for the words, but not forever: noise can start "speech" that never yields a
+        # transcript, and the caller must then be re-prompted rather than left in silence.
+        out.append(StartTimer("no_input", self.policy.no_input_s + self.policy.max_utterance_s))
         return s
 
     def _caller_hung_up(self, s: Snapshot, out: list[Action]) -> Snapshot:

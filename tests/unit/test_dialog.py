@@ -425,3 +425,10 @@ def test_answering_the_read_back_with_the_problem_moves_on() -> None:
     said = r.user("internet")
     assert said[0].startswith("text:Essayez de débrancher votre box")
     assert r.s.state == "SOLUTION" and r.s.phone == "0611223344"
+
+
+def test_speech_that_never_becomes_words_still_ends_in_a_reprompt() -> None:
+    r = started()
+    out = r.feed(d.SpeechStarted())
+    assert d.StartTimer("no_input", POLICY.no_input_s + POLICY.max_utterance_s) in out
+    assert r.says(r.feed(d.Timeout("no_input"))) == ["welcome"]
