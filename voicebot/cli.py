@@ -79,6 +79,25 @@ def _parser() -> argparse.ArgumentParser:
         choices=["problem", "identity", "phone", "category", "yes_no", "ack"],
     )
 
+    t = sub.add_parser("trace", help="follow calls live, one line per event")
+    t.add_argument(
+        "call_id", nargs="?", default=None, help="one call: its stored history, then live"
+    )
+    t.add_argument("--json", dest="json_out", action="store_true", help="one JSON object per event")
+    t.add_argument("--count", type=int, default=0, help="stop after N lines")
+
+    e = sub.add_parser("export", help="write a call's events and audio to a file")
+    e.add_argument("call_id")
+    e.add_argument("-o", "--output", type=Path, default=None, help="default <CALL_ID>.jsonl.gz")
+    e.add_argument("--no-audio", action="store_true", help="events only")
+
+    r = sub.add_parser("replay", help="re-run a recorded call and diff the dialog")
+    r.add_argument("source", help="recording file or call id")
+    r.add_argument("--mode", choices=["brain", "full"], default="brain")
+    r.add_argument("--speed", type=float, default=1.0, help="brain mode: divide the gaps by this")
+    r.add_argument("--host", default="127.0.0.1", help="full mode: AudioSocket host")
+    r.add_argument("--port", type=int, default=None, help="full mode: default AUDIOSOCKET_PORT")
+
     c = sub.add_parser("cache", help="pre-generate the phrase cache (assets/cache)")
     c.add_argument("--cache-dir", type=Path, default=None)
     c.add_argument("--force", action="store_true", help="regenerate every phrase")
@@ -126,12 +145,50 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             case "cache":
                 return asyncio.run(_cache(args))
+            case "trace" | "export" | "replay":
+                return asyncio.run(_recordings(args))
     except KeyboardInterrupt:
         return 130
     except env.ConfigError as e:
         print(f"voicebot: {e}", file=sys.stderr)
         return 2
     return 2
+
+
+async def _recordings(args: argparse.Namespace) -> int:
+    """trace, export and replay: reading calls back from the streams."""
+    from voicebot.export import ExportError, export_call
+    from voicebot.recording import RecordingError
+    from voicebot.replay import ReplayError, replay
+    from voicebot.trace import trace
+
+    url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
+    try:
+        match args.command:
+            case "trace":
+                return await trace(url, args.call_id, json_out=args.json_out, count=args.count)
+            case "export":
+                path = await export_call(
+                    url,
+                    args.call_id,
+                    args.output or Path(f"{args.call_id}.jsonl.gz"),
+                    database_url=env.get_opt("DATABASE_URL"),
+                    audio=not args.no_audio,
+                )
+                print(path)
+                return 0
+            case _:
+                port = args.port or env.get_int("AUDIOSOCKET_PORT", 9090)
+                return await replay(
+                    url,
+                    args.source,
+                    mode=args.mode,
+                    speed=args.speed,
+                    audiosocket=(args.host, port) if args.mode == "full" else None,
+                )
+    except (ValueError, ExportError, RecordingError, ReplayError) as e:
+        print(f"voicebot {args.command}: {e}", file=sys.stderr)
+        return 1 if isinstance(e, ExportError) and args.command == "export" else 2
 
 
 async def _cache(args: argparse.Namespace) -> int:

@@ -1,0 +1,160 @@
+"""`voicebot export CALL_ID -o FILE`: one call's events and audio as a self-contained file.
+
+Read from the JetStream streams (CALLS for events, AUDIO for both directions of audio); when
+the CALLS stream no longer holds the call and a database URL is given, the events come from
+the archiver's `call_events` table instead (audio is then absent: it lives on as MP3).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import api
+from nats.js.errors import NotFoundError
+
+from events import streams, subjects
+from voicebot import recording
+from voicebot.recording import Message, Recording
+
+log = logging.getLogger("voicebot.export")
+
+# Headers the server adds on delivery; not part of what was published.
+_TRANSPORT_HEADERS = ("Nats-Sequence", "Nats-Time-Stamp", "Nats-Subject")
+
+
+class ExportError(RuntimeError):
+    """Nothing to export (unknown call, empty streams); the message says what was looked at."""
+
+
+async def read_stream(
+    nc: Client, stream: str, subject: str, *, idle_timeout_s: float = 2.0
+) -> list[Message]:
+    """Every stored message of `subject` in `stream`, in order, without following."""
+    js = nc.jetstream(timeout=10)
+    try:
+        info = await js.stream_info(stream, subjects_filter=subject)
+    except NotFoundError:
+        return []
+    if not info.state.subjects:
+        return []
+    cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
+    sub = await js.subscribe(subject, stream=stream, ordered_consumer=True, config=cfg)
+    out: list[Message] = []
+    try:
+        while True:
+            try:
+                msg = await sub.next_msg(timeout=idle_timeout_s)
+            except NatsTimeout:
+                log.warning("%s: stopped reading %s after %d messages", stream, subject, len(out))
+                break
+            meta = msg.metadata
+            headers = {
+                k: v for k, v in (msg.headers or {}).items() if k not in _TRANSPORT_HEADERS
+            } or None
+            ts = meta.timestamp.timestamp() if meta.timestamp else time.time()
+            if stream == streams.CALLS:
+                body = json.loads(msg.data)
+                out.append(Message(stream, meta.sequence.stream, ts, msg.subject, headers, body))
+            else:
+                out.append(
+                    Message(stream, meta.sequence.stream, ts, msg.subject, headers, data=msg.data)
+                )
+            if meta.num_pending == 0:
+                break
+    finally:
+        with contextlib.suppress(Exception):
+            await sub.unsubscribe()
+    return out
+
+
+async def read_call(
+    url: str,
+    call_id: str,
+    *,
+    audio: bool = True,
+    database_url: str | None = None,
+    setup: dict[str, Any] | None = None,
+) -> Recording:
+    """A call as a `Recording`, from the streams (or the archive for the events)."""
+    if not subjects.is_call_id(call_id):
+        raise ExportError(f"not a call id (lower-case hyphenated UUID): {call_id!r}")
+    nc = await nats.connect(
+        url, connect_timeout=5, max_reconnect_attempts=2, name="voicebot-export"
+    )
+    try:
+        events = await read_stream(nc, streams.CALLS, subjects.all_of(call_id))
+        source = "streams"
+        if not events and database_url is not None:
+            events = await _from_archive(database_url, call_id)
+            source = "postgresql"
+        if not events:
+            raise ExportError(f"no events of call {call_id} in the CALLS stream at {url}")
+        sound: list[Message] = []
+        if audio:
+            for subject in (subjects.audio_in(call_id), subjects.audio_out(call_id)):
+                sound += await read_stream(nc, streams.AUDIO, subject)
+    finally:
+        await nc.close()
+    header: dict[str, Any] = {
+        "format": recording.FORMAT,
+        "version": recording.VERSION,
+        "call_id": call_id,
+        "exported_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "source": source,
+        "events": len(events),
+        "audio_in": sum(1 for m in sound if m.subject.endswith(".audio.in")),
+        "audio_out": sum(1 for m in sound if m.subject.endswith(".audio.out")),
+        "first_ts": round(events[0].ts, 6),
+        "last_ts": round(events[-1].ts, 6),
+        "setup": setup or {"env": {}, "sql": []},
+    }
+    return Recording(header, events + sound)
+
+
+async def export_call(
+    url: str,
+    call_id: str,
+    path: Path,
+    *,
+    database_url: str | None = None,
+    audio: bool = True,
+    setup: dict[str, Any] | None = None,
+) -> Path:
+    """Write the call to `path` (gzip when it ends in .gz); returns the path."""
+    rec = await read_call(url, call_id, audio=audio, database_url=database_url, setup=setup)
+    return recording.write(rec, path)
+
+
+async def _from_archive(database_url: str, call_id: str) -> list[Message]:
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "SELECT stream_seq, subject, ts, body::text AS body FROM call_events "
+            "WHERE call_id = $1 ORDER BY stream_seq",
+            call_id,
+            timeout=30,
+        )
+    finally:
+        await conn.close()
+    return [
+        Message(
+            streams.CALLS,
+            r["stream_seq"],
+            r["ts"].timestamp(),
+            r["subject"],
+            None,
+            json.loads(r["body"]),
+        )
+        for r in rows
+    ]
