@@ -51,7 +51,6 @@ class Scenario:
     sql: tuple[str, ...] = ()
     audio: bool = False  # keep the caller's audio (for full-mode replay); costs file size
     hang_connects: int = 0  # the STT loopback never answers the first N handshakes
-    eager: bool = False  # the caller starts its script without waiting for the welcome to end
 
 
 SCENARIOS = [
@@ -105,7 +104,6 @@ SCENARIOS = [
         "The caller speaks over the welcome, then the sample dialog.",
         "bargein: Bonjour, j'ai un problème avec ma connexion.\n"
         "wait: 5\n" + "".join(SAMPLE_DIALOG.splitlines(keepends=True)[2:]),
-        eager=True,
     ),
     Scenario(
         "dtmf_fallback",
@@ -130,21 +128,6 @@ SCENARIOS = [
         audio=True,
     ),
 ]
-
-
-class EagerCaller(Caller):
-    """Starts its script as soon as the bot speaks: `bargein` then cuts into the welcome.
-
-    (`Caller` always lets the bot's first turn end before its first step.)
-    """
-
-    _first_turn = True
-
-    async def _wait_bot_turn(self) -> None:
-        if self._first_turn:
-            self._first_turn = False
-            return
-        await super()._wait_bot_turn()
 
 
 def espeak(text: str) -> bytes:
@@ -194,7 +177,7 @@ async def record(s: Scenario, nats_url: str, admin_url: str, work: Path) -> Path
             **s.env,
         ) as ports,
     ):
-        caller = (EagerCaller if s.eager else Caller)(
+        caller = Caller(
             "127.0.0.1",
             ports.audiosocket,
             parse_script(s.script),
