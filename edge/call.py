@@ -36,6 +36,9 @@ MAX_WRITE_BUFFER: Final = 64 * 1024  # ~10 s of frames: the peer stopped reading
 MAX_OUTBOX: Final = 2000  # items waiting for NATS; beyond it caller audio is dropped
 FRAME_S: Final = audio.FRAME_MS / 1000
 CLOCK_SKEW: Final = 0.01
+# Caller audio that may queue in the socket before the call's first tick (the loop busy with
+# other calls): Asterisk's own watchdog gives up after 2 s, so more than that is a flood.
+STARTUP_BACKLOG_S: Final = 2.0
 
 By = Literal["caller", "bot", "edge"]
 
@@ -101,6 +104,10 @@ class Call:
         self._in_seq = 0
         self._dtmf_seq = 0
         self._inbound_s = 0.0  # caller media received, for the flood bound
+        # The flood clock starts at the call's first tick: audio that queued in the socket while
+        # the loop was busy setting the call up is a backlog, not a flood.
+        self._flood_t0: float | None = None
+        self._inbound_base = 0.0
         self._max_ahead_s = cfg.inbound_max_ahead_s
         self._closing: tuple[str, str] | None = None  # (outcome, reason) once asked to end
         self._drain_deadline = 0.0
@@ -200,11 +207,15 @@ class Call:
         rate = SAMPLE_RATES.get(msg.kind)
         duration = len(msg.payload) / 2 / rate if rate else FRAME_S
         self._inbound_s += duration
-        elapsed = self._loop.time() - self._t0
-        ahead = self._inbound_s - elapsed
+        elapsed = self._loop.time() - (self._flood_t0 or 0.0)
+        ahead = self._inbound_s - self._inbound_base - elapsed
         # 1 % of the call's length on top of the bound: a phone's clock may run a little fast
         # for an hour; a flood runs at several times real time and still trips within a second.
-        if ahead > self._max_ahead_s + CLOCK_SKEW * elapsed:
+        if self._flood_t0 is None:  # before the first tick: a backlog, but a bounded one
+            flooding = self._inbound_s > STARTUP_BACKLOG_S + self._max_ahead_s
+        else:
+            flooding = ahead > self._max_ahead_s + CLOCK_SKEW * elapsed
+        if flooding:
             raise CallFailed(
                 "flood",
                 f"caller media runs {ahead:.2f} s ahead of real time (bound "
@@ -334,6 +345,8 @@ class Call:
         """Write this tick's frame (or the hang-up once closing has drained)."""
         if self.finished or self.transport.is_closing():
             return False
+        if self._flood_t0 is None:
+            self._flood_t0, self._inbound_base = self._loop.time(), self._inbound_s
         if self._closing is not None and (
             self.playout.idle or self._loop.time() >= self._drain_deadline
         ):

@@ -36,6 +36,7 @@ class EdgeConfig:
     bargein_vad: bool = False  # cut interruptible utterances on local voice activity
     vad_threshold_dbfs: float = -35.0
     vad_min_speech_ms: int = 60
+    rt_priority: int = 10  # SCHED_RR priority for the pacing loop; 0: normal scheduling
 
     def __post_init__(self) -> None:
         for name, port in (
@@ -87,6 +88,7 @@ class EdgeConfig:
                 "EDGE_VAD_THRESHOLD_DBFS", -35.0, e, minimum=-120.0
             ),
             vad_min_speech_ms=envlib.get_int("EDGE_VAD_MIN_SPEECH_MS", 60, e, minimum=20),
+            rt_priority=envlib.get_int("EDGE_RT_PRIORITY", 10, e, minimum=0),
         )
 
 

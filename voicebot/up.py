@@ -11,7 +11,10 @@ import asyncio
 import hashlib
 import logging
 import os
+import signal
 import subprocess
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,9 +180,53 @@ def stop_servers(stack: Stack) -> None:
         stack.nats.stop()
 
 
+class EdgeProcess:
+    """The edge in its own process (`python -m edge`): the pipeline's CPU (speech recognition,
+    synthesis) cannot then delay its 20 ms ticker, and it paces at real-time priority when the
+    system allows it (EDGE_RT_PRIORITY). Measured in bench/edge_pacing.py: in-process, p99
+    lateness reached tens of milliseconds at 100 calls; in its own real-time process, under 2 ms.
+    """
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, timeout_s: float = 30.0) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "edge",
+            start_new_session=True,  # see NatsServer.start
+        )
+        deadline = time.monotonic() + timeout_s
+        ports = (self.config.port, self.config.http_port)
+        while not all(port_in_use(p) for p in ports):
+            if self.proc.returncode is not None:
+                raise UpError(f"the edge exited with code {self.proc.returncode} (log above)")
+            if time.monotonic() > deadline:
+                raise UpError(f"the edge did not listen on {ports} within {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+
+    async def exited(self) -> int:
+        assert self.proc is not None
+        return await self.proc.wait()
+
+    async def stop(self, grace_s: float = 15.0) -> None:
+        """SIGTERM: the edge lets calls finish (their goodbye plays), then hangs up the rest."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout=grace_s)
+        except TimeoutError:
+            log.warning("the edge did not stop in %.0f s: killing it", grace_s)
+            self.proc.kill()
+            await self.proc.wait()
+
+
 @dataclass
 class Services:
-    """The four services of one `voicebot up`, in start order, with what they share."""
+    """The services of one `voicebot up`, in start order, with what they share."""
 
     edge_cfg: Any
     brain_cfg: Any
@@ -187,13 +234,15 @@ class Services:
     store: Any
     buses: list[Bus] = field(default_factory=list)
     started: list[Any] = field(default_factory=list)
+    edge: EdgeProcess | None = None
 
 
-def _check_ports(edge_cfg: Any) -> None:
+def _check_ports(edge_cfg: Any, workers_metrics_port: int) -> None:
     for name, port in (
         ("AUDIOSOCKET_PORT", edge_cfg.port),
         ("HTTP_PORT", edge_cfg.http_port),
         ("METRICS_PORT", edge_cfg.metrics_port),
+        ("WORKERS_METRICS_PORT", workers_metrics_port),
     ):
         if port and port_in_use(port):
             raise UpError(
@@ -203,10 +252,8 @@ def _check_ports(edge_cfg: Any) -> None:
 
 
 async def _start(stack: Stack, svc: Services) -> None:
-    """Start the services, workers first so the edge never admits a call nobody serves."""
+    """Start the workers, then the edge, so the edge never admits a call nobody serves."""
     from brain.worker import BrainWorker
-    from edge.http_api import HttpApi
-    from edge.server import EdgeServer
     from stt_worker.config import SttConfig
     from stt_worker.worker import SttWorker
     from tts_worker.worker import TtsWorker
@@ -220,21 +267,19 @@ async def _start(stack: Stack, svc: Services) -> None:
     tts = TtsWorker(svc.tts_cfg, await bus_for("tts_worker"))
     stt = SttWorker(SttConfig.from_env(), await bus_for("stt_worker"))
     brain = BrainWorker(svc.brain_cfg, await bus_for("brain"), svc.store)
-    edge = EdgeServer(svc.edge_cfg, await bus_for("edge"))
-    for service in (tts, stt, brain, edge, HttpApi(svc.edge_cfg, edge)):
+    for service in (tts, stt, brain):
         await service.start()
         svc.started.append(service)
+    svc.edge = EdgeProcess(svc.edge_cfg)
+    await svc.edge.start()
 
 
 async def _stop(svc: Services) -> None:
-    from edge.server import EdgeServer
-
+    if svc.edge is not None:
+        await svc.edge.stop()  # first: calls in progress get their goodbye
     for service in reversed(svc.started):
         try:
-            if isinstance(service, EdgeServer):
-                await service.stop(grace_s=5.0)  # calls in progress get their goodbye
-            else:
-                await service.stop()
+            await service.stop()
         except Exception:
             log.exception("stopping %s failed", type(service).__name__)
     if svc.store is not None:
@@ -246,33 +291,40 @@ async def _stop(svc: Services) -> None:
 async def run_services(
     stack: Stack, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> None:
-    """Start the four services, print the banner, run until a signal (or `stop`)."""
+    """Start the services, print the banner, run until a signal (or `stop`, or the edge dies)."""
     from brain.config import BrainConfig
     from brain.store import Store
     from edge.config import EdgeConfig
     from tts_worker.config import TtsConfig
 
     edge_cfg = EdgeConfig.from_env()
+    workers_metrics_port = env.get_int("WORKERS_METRICS_PORT", 9092, minimum=0)
     svc = Services(edge_cfg, BrainConfig.from_env(), TtsConfig.from_env(), store=None)
-    _check_ports(edge_cfg)
+    _check_ports(edge_cfg, workers_metrics_port)
     try:
         svc.store = await Store.connect(stack.database_url)
         await _start(stack, svc)
-        if edge_cfg.metrics_port:
-            start_metrics(edge_cfg.metrics_port)
-        print(banner(stack, svc), flush=True)
+        if workers_metrics_port:
+            start_metrics(workers_metrics_port)
+        print(banner(stack, svc, workers_metrics_port), flush=True)
         if ready is not None:
             ready.set()
-        if stop is not None:
-            await stop.wait()
-        else:
-            await wait_for_signal()
+        assert svc.edge is not None
+        waiters = {
+            asyncio.ensure_future(stop.wait() if stop is not None else wait_for_signal()),
+            asyncio.ensure_future(svc.edge.exited()),
+        }
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        if svc.edge.proc is not None and svc.edge.proc.returncode is not None:
+            raise UpError(f"the edge exited with code {svc.edge.proc.returncode} (log above)")
         print("Stopping: calls in progress get their goodbye, then the servers stop...", flush=True)
     finally:
         await _stop(svc)
 
 
-def banner(stack: Stack, svc: Services) -> str:
+def banner(stack: Stack, svc: Services, workers_metrics_port: int) -> str:
     tts, stt = svc.started[0], svc.started[1]
     edge = svc.edge_cfg
     line = "=" * 60
@@ -282,13 +334,13 @@ def banner(stack: Stack, svc: Services) -> str:
         f"Cache loaded: {tts.phrases_loaded} phrases",
         f"Process pool workers: {tts.pool_workers} (TTS) + {stt.pool_workers} (STT)",
         f"Max concurrent calls: {edge.max_concurrent_calls}",
-        f"HTTP API: http://{edge.http_host}:{edge.http_port}   "
-        f"Metrics: http://{edge.host}:{edge.metrics_port}/metrics",
+        f"HTTP API: http://{edge.http_host}:{edge.http_port}   Metrics: :{edge.metrics_port}"
+        f"/metrics (edge), :{workers_metrics_port}/metrics (workers)",
         f"Providers: STT {stt.provider_name} · NLU {svc.brain_cfg.nlu_provider} · "
         f"TTS {svc.tts_cfg.provider}",
         *stack.notes,
         "Place a test call:  .venv/bin/voicebot call",
-        "Trace calls live:   .venv/bin/voicebot sub 'call.>'",
+        "Trace calls live:   .venv/bin/voicebot trace",
         line,
     ]
     return "\n".join(rows)

@@ -172,10 +172,21 @@ class WhisperPool:
         processes = getattr(self._executor, "_processes", None) or {}
         return sorted(processes)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Cancel queued recognitions, let the running ones finish within `timeout_s`, then
+        kill what is left: a backlog of utterances must not hold a shutdown."""
         executor, self._executor = self._executor, None
-        if executor is not None:
-            await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+        if executor is None:
+            return
+        processes = dict(getattr(executor, "_processes", None) or {})
+        try:
+            await asyncio.wait_for(
+                asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True), timeout_s
+            )
+        except TimeoutError:
+            log.warning("whisper pool still busy after %.0f s: killing it", timeout_s)
+            for process in processes.values():
+                process.kill()
 
 
 class WhisperLocalStt:

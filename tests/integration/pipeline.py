@@ -47,6 +47,7 @@ async def running_pipeline(
         "HTTP_HOST": "127.0.0.1",
         "HTTP_PORT": str(ports.http),
         "METRICS_PORT": "0",
+        "WORKERS_METRICS_PORT": "0",
         "STT_METRICS_PORT": "0",
         "NLU_PROVIDER": "rules",
         "TTS_PROVIDER": "espeak",

@@ -165,7 +165,28 @@ async def test_flood_faster_than_real_time_ends_the_call(bus: Bus, tmp_path: Pat
             writer.close()
         ended = await rec.wait_event("event", "ended")
         assert ended.reason == "protocol:flood"
-        assert ended.frames_in < 50 * 2  # it stopped listening within ~half a second of audio
+        # It stopped listening within the start-up backlog allowance (2 s) plus the bound.
+        assert ended.frames_in < 50 * 3
         assert metric(ERRORS, {"kind": "flood"}) == before + 1
         await assert_next_call_is_served(server, bus)
         del reader
+
+
+async def test_a_backlog_queued_before_the_first_tick_is_not_a_flood(bus: Bus, tmp_path: Path) -> None:
+    """A busy loop may read a second of audio together with the UUID: not a flood."""
+    call_id = str(uuid.uuid4())
+    async with running_edge(bus, edge_config(tmp_path, inbound_max_ahead_s=0.5)) as server:
+        rec = await Recorder.start(bus, call_id)
+        reader, writer = await asyncio.open_connection(*server.address)
+        writer.write(uuid_message(call_id) + encode_audio(bytes(320)) * 60)  # 1.2 s at once
+        await writer.drain()
+        received = 0
+        while received < 30 * 323:  # 0.6 s of the edge's paced frames: the call lives on
+            chunk = await asyncio.wait_for(reader.read(4096), timeout=2)
+            assert chunk, "the edge hung up"
+            received += len(chunk)
+        await rec.wait(lambda: len(rec.audio_in()) >= 1)
+        assert rec.events("event", "ended") == []
+        writer.close()
+        ended = await rec.wait_event("event", "ended")
+        assert ended.reason == "caller_hangup"
