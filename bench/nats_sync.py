@@ -93,6 +93,8 @@ if __name__ == "__main__":
     out = asyncio.run(main(args.calls, args.rate, args.seconds))
     print(f"CALLS stream, {args.calls} calls x {args.rate:g} events/s for {args.seconds:g} s:")
     for name, r in out.items():
-        print(f"  {name:13s} {r['rate_per_s']:8.1f}/s of {r['target_per_s']:.0f}  "
-              f"ack p50 {r['ack_p50_ms']} ms  p99 {r['ack_p99_ms']} ms  max {r['ack_max_ms']} ms")
+        print(
+            f"  {name:13s} {r['rate_per_s']:8.1f}/s of {r['target_per_s']:.0f}  "
+            f"ack p50 {r['ack_p50_ms']} ms  p99 {r['ack_p99_ms']} ms  max {r['ack_max_ms']} ms"
+        )
     print(json.dumps(out))
