@@ -90,7 +90,7 @@ BENCHES = (
     Bench(
         "stt_deepgram",
         "stt_deepgram.py",
-        ("--calls", "50", "--seconds", "5"),
+        ("--calls", "100", "--seconds", "5"),
         "Deepgram provider against a loopback server: CPU per call, send latency",
     ),
 )

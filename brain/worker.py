@@ -30,6 +30,8 @@ from events.streams import CLAIMS
 
 log = logging.getLogger("brain")
 
+CLOSED_LINGER_S = 30.0  # how long a finished dialog waits for the edge's `ended`
+
 
 @dataclass
 class Pending:
@@ -112,7 +114,16 @@ class CallBrain:
         follower = asyncio.create_task(self._follow(), name=f"brain-follow-{self.call_id}")
         try:
             while not (self.ended and self.queue.empty()):
-                pending = await self.queue.get()
+                if self.snapshot.state == "CLOSED":
+                    # The dialog is over; the edge's `ended` normally follows within a second.
+                    # Without it (the edge died with the call) the call is released anyway.
+                    try:
+                        pending = await asyncio.wait_for(self.queue.get(), CLOSED_LINGER_S)
+                    except TimeoutError:
+                        log.warning("[%s] no end of call reported: releasing it", self.call_id)
+                        break
+                else:
+                    pending = await self.queue.get()
                 await self._decide(pending)
                 if self.snapshot.state == "CLOSED" and self.ended:
                     break

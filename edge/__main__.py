@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import logging
 import os
-import signal
 import sys
 
 import uvloop
@@ -18,6 +16,7 @@ from edge.server import EdgeServer
 from events import env
 from events.bus import Bus
 from events.env import ConfigError
+from events.runtime import setup_logging, wait_for_signal
 from events.streams import ensure_streams
 
 log = logging.getLogger("edge")
@@ -56,10 +55,6 @@ async def run(cfg: EdgeConfig) -> None:
     # whose full passes (16-31 ms at 200 calls) would delay every call's frame at once.
     gc.collect()
     gc.freeze()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     log.info(
         "edge %s up: AudioSocket %d, HTTP %d, metrics %d",
         cfg.edge_id,
@@ -67,16 +62,15 @@ async def run(cfg: EdgeConfig) -> None:
         cfg.http_port,
         cfg.metrics_port,
     )
-    await stop.wait()
-    log.info("edge stopping")
+    log.info("edge stopping on %s", await wait_for_signal())
     await server.stop(SHUTDOWN_GRACE_S)
     await api.stop()
     await bus.close()
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env.load_dotenv()
+    setup_logging(env.get_str("LOG_LEVEL", "INFO"))
     try:
         cfg = EdgeConfig.from_env()
     except ConfigError as e:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 import sys
 
 import uvloop
@@ -13,6 +11,7 @@ from prometheus_client import start_http_server
 from events import env
 from events.bus import Bus
 from events.env import ConfigError
+from events.runtime import setup_logging, wait_for_signal
 from events.streams import ensure_streams
 from stt_worker.config import SttConfig
 from stt_worker.model_store import ModelMissing
@@ -28,24 +27,19 @@ async def run(cfg: SttConfig) -> None:
         start_http_server(cfg.metrics_port)
     worker = SttWorker(cfg, bus)
     await worker.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     log.info(
         "stt_worker up: provider %s, %d inference process(es)",
         worker.provider_name,
         worker.pool_workers,
     )
-    await stop.wait()
-    log.info("stt_worker stopping")
+    log.info("stt_worker stopping on %s", await wait_for_signal())
     await worker.stop()
     await bus.close()
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env.load_dotenv()
+    setup_logging(env.get_str("LOG_LEVEL", "INFO"))
     try:
         cfg = SttConfig.from_env()
     except ConfigError as e:

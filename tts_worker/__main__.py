@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 from events.bus import Bus
-from events.env import ConfigError, load_dotenv
+from events.env import ConfigError, get_str, load_dotenv
+from events.runtime import setup_logging, wait_for_signal
 from events.streams import ensure_streams
 from tts_worker.config import TtsConfig
 from tts_worker.worker import TtsWorker
@@ -22,20 +22,15 @@ async def run(config: TtsConfig) -> None:
     try:
         await ensure_streams(bus.js)
         await worker.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        log.info("stopping")
+        log.info("tts_worker stopping on %s", await wait_for_signal())
     finally:
         await worker.stop()
         await bus.close()
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     load_dotenv()
+    setup_logging(get_str("LOG_LEVEL", "INFO"))
     try:
         config = TtsConfig.from_env()
     except ConfigError as e:
