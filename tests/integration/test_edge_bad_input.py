@@ -172,7 +172,9 @@ async def test_flood_faster_than_real_time_ends_the_call(bus: Bus, tmp_path: Pat
         del reader
 
 
-async def test_a_backlog_queued_before_the_first_tick_is_not_a_flood(bus: Bus, tmp_path: Path) -> None:
+async def test_a_backlog_queued_before_the_first_tick_is_not_a_flood(
+    bus: Bus, tmp_path: Path
+) -> None:
     """A busy loop may read a second of audio together with the UUID: not a flood."""
     call_id = str(uuid.uuid4())
     async with running_edge(bus, edge_config(tmp_path, inbound_max_ahead_s=0.5)) as server:
