@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import asyncpg
 import pytest
+from sample_dialog import SAMPLE_SAYS
 
 from brain.config import BrainConfig
 from brain.store import Store
@@ -129,14 +130,7 @@ async def test_sample_dialog_decisions_and_database(
     while not call.controls:
         assert time.monotonic() < deadline
         await asyncio.sleep(0.01)
-    assert call.spoken() == [
-        "welcome",
-        "ask_identity",
-        "ask_category",
-        "text",
-        "ask_verification",
-        "goodbye",
-    ]
+    assert call.spoken() == SAMPLE_SAYS
     assert isinstance(call.controls[-1], schemas.HangupCall)
     states = [d.state_to for d in call.decisions if d.state_to != d.state_from]
     assert states == [
@@ -241,14 +235,7 @@ async def test_brain_killed_mid_call_is_continued_by_another_instance(
         await call.speak(line)
         await call.wait_says(n)
     # Nothing repeated, nothing skipped: the same dialog as without the crash.
-    assert call.spoken() == [
-        "welcome",
-        "ask_identity",
-        "ask_category",
-        "text",
-        "ask_verification",
-        "goodbye",
-    ]
+    assert call.spoken() == SAMPLE_SAYS
     assert len({s.utterance_id for s in call.says}) == len(call.says)
     assert takeover_s < 8
     await second.stop()

@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from loopback.deepgram_live import DeepgramLoopback
 from pipeline import running_pipeline
+from sample_dialog import SAMPLE_SAYS
 
 from events import codec, schemas, subjects
 from events.bus import Bus
@@ -66,14 +67,7 @@ async def test_sample_dialog_end_to_end(
     assert result.frames_in >= (elapsed - 1.0) / 0.02 * 0.95
     events = [e.event for e in history]
     says = [e for e in events if isinstance(e, schemas.Say)]
-    assert [s.phrase or "text" for s in says] == [
-        "welcome",
-        "ask_identity",
-        "ask_category",
-        "text",
-        "ask_verification",
-        "goodbye",
-    ]
+    assert [s.phrase or "text" for s in says] == SAMPLE_SAYS
     played = {e.utterance_id for e in events if isinstance(e, schemas.PlaybackFinished)}
     assert {s.utterance_id for s in says} <= played  # every phrase was heard to its end
     ended = [e for e in events if isinstance(e, schemas.Ended)]

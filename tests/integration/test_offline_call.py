@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pipeline import running_pipeline
+from sample_dialog import SAMPLE_SAYS
 
 from events import schemas, subjects
 from events.bus import Bus
@@ -40,14 +41,7 @@ async def test_sample_dialog_on_the_offline_default(
     heard = [e.text for e in events if isinstance(e, schemas.Final)]
     says = [e.phrase or "text" for e in events if isinstance(e, schemas.Say)]
     assert result.hung_up_by == "bot", (out.getvalue(), heard, says)
-    assert says == [
-        "welcome",
-        "ask_identity",
-        "ask_category",
-        "text",
-        "ask_verification",
-        "goodbye",
-    ], heard
+    assert says == SAMPLE_SAYS, heard
     decisions = [e for e in events if isinstance(e, schemas.Decision)]
     identity = next(d for d in decisions if d.intent == "inform")
     assert identity.slots.get("phone") == "0612345678", heard
