@@ -20,15 +20,26 @@ from voicebot.servers import NatsServer, PostgresServer, free_port
 os.environ.setdefault("VOICEBOT_TEST", "1")
 
 
+_STARTED: list[NatsServer] = []  # stopped at the end of the session if a teardown was cut short
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
     """A fresh nats-server (JetStream, file store) per test; tests may stop/restart it."""
     server = NatsServer(store_dir=tmp_path / "nats", port=free_port())
+    _STARTED.append(server)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+        _STARTED.remove(server)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that timed out in its teardown leaves its server running: stop it here."""
+    for server in _STARTED:
+        server.kill()
 
 
 @pytest.fixture
