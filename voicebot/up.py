@@ -199,13 +199,31 @@ class EdgeProcess:
             start_new_session=True,  # see NatsServer.start
         )
         deadline = time.monotonic() + timeout_s
-        ports = (self.config.port, self.config.http_port)
-        while not all(port_in_use(p) for p in ports):
+        # Asked through the HTTP API, which starts after the AudioSocket server: probing port
+        # 9090 itself would count as a peer that never sent its UUID.
+        while not await self._ready():
             if self.proc.returncode is not None:
                 raise UpError(f"the edge exited with code {self.proc.returncode} (log above)")
             if time.monotonic() > deadline:
-                raise UpError(f"the edge did not listen on {ports} within {timeout_s:.0f} s")
+                raise UpError(f"the edge was not ready within {timeout_s:.0f} s")
             await asyncio.sleep(0.05)
+
+    async def _ready(self) -> bool:
+        """GET /ready on the edge's HTTP API: 200 once it listens and has NATS."""
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection("127.0.0.1", self.config.http_port), timeout=1
+            )
+        except (OSError, TimeoutError):
+            return False
+        try:
+            writer.write(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            status = await asyncio.wait_for(reader.readline(), timeout=2)
+            return status.split()[1:2] == [b"200"]
+        except (OSError, TimeoutError):
+            return False
+        finally:
+            writer.close()
 
     async def exited(self) -> int:
         assert self.proc is not None
