@@ -168,9 +168,12 @@ class Bus:
         *,
         queue: str = "",
     ) -> Any:
-        """Core subscription with decoding; undecodable messages are counted and skipped."""
+        """Core subscription with decoding; undecodable messages are counted and skipped.
+        Audio that a wildcard (`call.<id>.>`) also matches is not an event: it is passed over."""
 
         async def on_msg(msg: Msg) -> None:
+            if ".audio." in msg.subject:
+                return
             env = self.decode(msg)
             if env is None:
                 return

@@ -219,3 +219,19 @@ async def test_streams_start_twice_on_the_project_nats_conf(tmp_path: Path) -> N
         assert info.config.max_bytes == streams.Retention().audio_max_bytes
     finally:
         server.stop()
+
+
+async def test_a_wildcard_subscriber_passes_over_audio_without_counting_it(bus: Bus) -> None:
+    got: list[Envelope] = []
+
+    async def handler(env: Envelope) -> None:
+        got.append(env)
+
+    await bus.subscribe(subjects.all_of(CID), handler)
+    before = bad_count("test", "audio.out")
+    await bus.publish_audio(subjects.audio_out(CID), bytes(320), {"Voicebot-Seq": "1"})
+    subject, good = VALID["say"]
+    await bus.publish(subject, good)
+    await wait_for(lambda: len(got) == 1)
+    assert got[0].event == good
+    assert bad_count("test", "audio.out") == before
