@@ -209,15 +209,16 @@ class Bus:
             kwargs["config"] = cfg
         else:
             kwargs["deliver_policy"] = api.DeliverPolicy.ALL
-        sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True, **kwargs)
-        try:
+        async with self._ordered(subject, stream, **kwargs) as queue:
             while True:
-                try:
-                    msg = await sub.next_msg(timeout=1.0 if follow else 0.5)
-                except NatsTimeout:
-                    if follow:
-                        continue
-                    return
+                if follow:
+                    msg = await queue.get()
+                else:
+                    try:
+                        async with asyncio.timeout(0.5):
+                            msg = await queue.get()
+                    except TimeoutError:
+                        return  # history only: nothing more is stored
                 env = self.decode(msg)
                 if env is not None:
                     yield env
@@ -225,9 +226,6 @@ class Bus:
                         return
                 elif not follow and msg.metadata.num_pending == 0:
                     return
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
     async def replay_raw(
         self, subject: str, *, stream: str = streams.AUDIO, start_time: float | None = None
@@ -241,13 +239,30 @@ class Bus:
                 deliver_policy=api.DeliverPolicy.BY_START_TIME,
                 opt_start_time=datetime.datetime.fromtimestamp(start_time, tz=datetime.UTC),
             )
-        sub = await self.js.subscribe(subject, stream=stream, ordered_consumer=True, config=cfg)
-        try:
+        async with self._ordered(subject, stream, config=cfg) as queue:
             while True:
-                try:
-                    yield await sub.next_msg(timeout=1.0)
-                except NatsTimeout:
-                    continue
+                yield await queue.get()
+
+    @contextlib.asynccontextmanager
+    async def _ordered(
+        self, subject: str, stream: str, **kwargs: Any
+    ) -> AsyncIterator[asyncio.Queue[Msg]]:
+        """An ordered push consumer feeding our own queue.
+
+        Not nats-py's `Subscription.next_msg`: on Python 3.11 its inner `wait_for` task can
+        outlive a cancellation of the reader, and the reader then never finishes (a brain
+        stopping mid-call hung that way). A plain queue read cancels cleanly.
+        """
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+
+        async def on_msg(msg: Msg) -> None:
+            queue.put_nowait(msg)
+
+        sub = await self.js.subscribe(
+            subject, stream=stream, ordered_consumer=True, cb=on_msg, **kwargs
+        )
+        try:
+            yield queue
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()

@@ -68,8 +68,15 @@ def without_hold(call: Call) -> list[str]:
     return [p for p in call.spoken() if p != "hold"]
 
 
-def decision_for(call: Call, text: str) -> schemas.Decision:
-    return next(d for d in call.decisions if d.text == text)
+async def decision_for(call: Call, text: str, within_s: float = 10.0) -> schemas.Decision:
+    """The decision on `text`: it is published after the says it caused, so wait for it."""
+    deadline = time.monotonic() + within_s
+    while True:
+        found = [d for d in call.decisions if d.text == text]
+        if found:
+            return found[0]
+        assert time.monotonic() < deadline, [d.text for d in call.decisions]
+        await asyncio.sleep(0.01)
 
 
 async def test_llm_reading_drives_the_dialog(
@@ -83,7 +90,7 @@ async def test_llm_reading_drives_the_dialog(
     await call.speak("le petit boîtier blanc clignote")
     await said(call, "ask_identity")
     assert without_hold(call) == ["welcome", "ask_identity"]
-    decision = decision_for(call, "le petit boîtier blanc clignote")
+    decision = await decision_for(call, "le petit boîtier blanc clignote")
     assert (decision.nlu_source, decision.intent) == ("llm", "internet")
     assert decision.llm_raw is not None and "internet" in decision.llm_raw
     assert decision.llm_ms is not None
@@ -99,7 +106,7 @@ async def test_slow_llm_gets_the_hold_phrase_first(
     await call.speak("problème de connexion")
     await said(call, "ask_identity")
     assert call.spoken() == ["welcome", "hold", "ask_identity"]
-    assert decision_for(call, "problème de connexion").nlu_source == "llm"
+    assert (await decision_for(call, "problème de connexion")).nlu_source == "llm"
 
 
 async def test_llm_timeout_plays_hold_then_the_rules_decide(
@@ -112,7 +119,7 @@ async def test_llm_timeout_plays_hold_then_the_rules_decide(
     await call.speak("Bonjour, j'ai un problème avec ma connexion.")
     await said(call, "ask_identity")
     assert call.spoken() == ["welcome", "hold", "ask_identity"]
-    decision = decision_for(call, "Bonjour, j'ai un problème avec ma connexion.")
+    decision = await decision_for(call, "Bonjour, j'ai un problème avec ma connexion.")
     assert (decision.nlu_source, decision.intent) == ("llm_fallback", "internet")
 
 
@@ -127,6 +134,6 @@ async def test_invalid_llm_output_twice_falls_back_to_the_rules(
     await call.speak("ma box ne marche plus")
     await said(call, "ask_identity")
     assert without_hold(call) == ["welcome", "ask_identity"]
-    decision = decision_for(call, "ma box ne marche plus")
+    decision = await decision_for(call, "ma box ne marche plus")
     assert (decision.nlu_source, decision.intent) == ("llm_fallback", "internet")
     assert len(chat.requests) == 2
