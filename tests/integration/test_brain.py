@@ -7,6 +7,7 @@ The edge and TTS are played by a small responder that reports every `say` as pla
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -103,17 +104,30 @@ class Call:
         return [s.phrase or "text" for s in self.says]
 
 
-@pytest.fixture
-async def brain(nats_server: NatsServer, bus: Bus, database_url: str) -> AsyncIterator[BrainWorker]:
-    store = await Store.connect(database_url)
-    worker_bus = await Bus.connect(nats_server.url, "brain")
-    worker = BrainWorker(config(database_url, nats_server.url), worker_bus, store)
+@contextlib.asynccontextmanager
+async def running_brain(
+    cfg: BrainConfig, nats_url: str, store: Store | None = None
+) -> AsyncIterator[BrainWorker]:
+    """A brain instance with its own NATS connection, as `python -m brain` runs it."""
+    worker_bus = await Bus.connect(nats_url, "brain")
+    worker = BrainWorker(cfg, worker_bus, store)
     await worker.start()
     try:
         yield worker
     finally:
         await worker.stop()
         await worker_bus.close()
+
+
+@pytest.fixture
+async def brain(nats_server: NatsServer, bus: Bus, database_url: str) -> AsyncIterator[BrainWorker]:
+    store = await Store.connect(database_url)
+    try:
+        async with running_brain(
+            config(database_url, nats_server.url), nats_server.url, store
+        ) as w:
+            yield w
+    finally:
         await store.close()
 
 

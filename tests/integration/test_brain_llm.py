@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import pytest
 from loopback.openai_chat import ChatServer
-from test_brain import Call
+from test_brain import Call, running_brain
 
 from brain.config import BrainConfig
 from brain.worker import BrainWorker
@@ -46,14 +46,8 @@ async def brain(nats_server: NatsServer, bus: Bus, chat: ChatServer) -> AsyncIte
         hold_after_s=0.3,
         no_input_s=30.0,
     )
-    worker_bus = await Bus.connect(nats_server.url, "brain")
-    worker = BrainWorker(config, worker_bus)
-    await worker.start()
-    try:
+    async with running_brain(config, nats_server.url) as worker:
         yield worker
-    finally:
-        await worker.stop()
-        await worker_bus.close()
 
 
 async def said(call: Call, phrase: str, within_s: float = 10.0) -> None:
