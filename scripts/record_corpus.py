@@ -1,7 +1,7 @@
 """(Re)record the replay corpus under tests/calls/ through the in-process pipeline.
 
 Each scenario is one call placed by the test caller (espeak voice) against the whole system
-(`running_pipeline`), with STT through the real Deepgram SDK to the loopback server in utterance
+(`scripted_pipeline`), with STT through the real Deepgram SDK to the loopback server in utterance
 mode (each voiced stretch of the caller's audio is heard as the next scripted line), NLU by
 rules and espeak-ng as the bot's voice. The call is exported with the setup it needs (brain
 environment, SQL run on a fresh database) in its header, so a replay can reproduce it.
@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "integration")]
 
 import asyncpg  # noqa: E402
-from loopback.deepgram_live import DeepgramLoopback, Faults  # noqa: E402
-from pipeline import running_pipeline  # noqa: E402
+from loopback.deepgram_live import Faults  # noqa: E402
+from pipeline import scripted_pipeline  # noqa: E402
 
 from brain.store import apply_schema  # noqa: E402
 from events import subjects  # noqa: E402
@@ -165,18 +165,9 @@ async def record(s: Scenario, nats_url: str, admin_url: str, work: Path) -> Path
     faults = Faults(hang_connects=s.hang_connects)
     data_dir = work / s.name
     data_dir.mkdir(parents=True, exist_ok=True)
-    async with (
-        DeepgramLoopback(api_key="k", utterances=lines_of(s.script), faults=faults) as dg,
-        running_pipeline(
-            nats_url,
-            database_url,
-            data_dir,
-            STT_PROVIDER="deepgram",
-            DEEPGRAM_API_KEY="k",
-            DEEPGRAM_URL=dg.url,
-            **s.env,
-        ) as ports,
-    ):
+    async with scripted_pipeline(
+        nats_url, database_url, data_dir, lines_of(s.script), faults=faults, **s.env
+    ) as (ports, _):
         caller = Caller(
             "127.0.0.1",
             ports.audiosocket,

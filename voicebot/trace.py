@@ -146,8 +146,10 @@ async def trace(
     json_out: bool = False,
     out: TextIO = sys.stdout,
     count: int = 0,
+    ready: asyncio.Event | None = None,
 ) -> int:
-    """Print events until `count` lines were printed (0: until cancelled). Returns the count."""
+    """Print events until `count` lines were printed (0: until cancelled). Returns the count.
+    `ready` is set once live calls are followed (the server has the subscriptions)."""
     if call_id is not None and not subjects.is_call_id(call_id):
         raise ValueError(f"not a call id (lower-case hyphenated UUID): {call_id!r}")
     tracer = Tracer(json_out=json_out)
@@ -177,6 +179,9 @@ async def trace(
 
             for subject in LIVE_SUBJECTS:
                 await bus.subscribe(subject, on_msg)
+            await bus.nc.flush(timeout=5)
+            if ready is not None:
+                ready.set()
             await done.wait()
     finally:
         await bus.close()

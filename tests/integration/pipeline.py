@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from loopback.deepgram_live import DeepgramLoopback, Faults
+
 from voicebot.servers import free_port
 from voicebot.up import Stack, run_services
 
@@ -70,3 +72,30 @@ async def running_pipeline(
         finally:
             stop.set()
             await asyncio.wait_for(task, timeout=30)
+
+
+@contextlib.asynccontextmanager
+async def scripted_pipeline(
+    nats_url: str,
+    database_url: str,
+    data_dir: Path,
+    utterances: list[str],
+    *,
+    faults: Faults | None = None,
+    **overrides: str,
+) -> AsyncIterator[tuple[Ports, DeepgramLoopback]]:
+    """The pipeline with STT through the real Deepgram SDK to the loopback in utterance mode:
+    each voiced stretch of a caller's audio is heard as the next of `utterances`."""
+    async with (
+        DeepgramLoopback(api_key="k", utterances=utterances, faults=faults) as dg,
+        running_pipeline(
+            nats_url,
+            database_url,
+            data_dir,
+            STT_PROVIDER="deepgram",
+            DEEPGRAM_API_KEY="k",
+            DEEPGRAM_URL=dg.url,
+            **overrides,
+        ) as ports,
+    ):
+        yield ports, dg

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from loopback.deepgram_live import DeepgramLoopback
-from pipeline import running_pipeline
+from pipeline import scripted_pipeline
 from sample_dialog import SAMPLE_SAYS
 
 from events import codec, schemas, subjects
@@ -35,16 +34,9 @@ def espeak(text: str) -> bytes:
 async def test_sample_dialog_end_to_end(
     nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
 ) -> None:
-    async with (
-        DeepgramLoopback(api_key="k", utterances=SAMPLE_LINES) as dg,
-        running_pipeline(
-            nats_server.url,
-            database_url,
-            tmp_path,
-            STT_PROVIDER="deepgram",
-            DEEPGRAM_API_KEY="k",
-            DEEPGRAM_URL=dg.url,
-        ) as ports,
+    async with scripted_pipeline(nats_server.url, database_url, tmp_path, SAMPLE_LINES) as (
+        ports,
+        dg,
     ):
         out = io.StringIO()
         caller = Caller(

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from loopback.deepgram_live import DeepgramLoopback
-from pipeline import Ports, running_pipeline
+from pipeline import Ports, scripted_pipeline
 
 from brain import dialog as brain_dialog
 from events.bus import Bus
@@ -55,18 +54,9 @@ async def pipeline_for(
             await conn.execute(sql, timeout=10)
     finally:
         await conn.close()
-    async with (
-        DeepgramLoopback(api_key="k", utterances=utterances or []) as dg,
-        running_pipeline(
-            nats_url,
-            database_url,
-            data_dir,
-            STT_PROVIDER="deepgram",
-            DEEPGRAM_API_KEY="k",
-            DEEPGRAM_URL=dg.url,
-            **setup.get("env", {}),
-        ) as ports,
-    ):
+    async with scripted_pipeline(
+        nats_url, database_url, data_dir, utterances or [], **setup.get("env", {})
+    ) as (ports, _):
         yield ports
 
 

@@ -10,8 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from loopback.deepgram_live import DeepgramLoopback
-from pipeline import running_pipeline
+from pipeline import scripted_pipeline
 
 from events.bus import Bus
 from tts_worker.providers.espeak import synthesize_8k
@@ -39,20 +38,15 @@ async def test_trace_follows_a_live_call_then_replays_its_history(
     nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
 ) -> None:
     steps = parse_script(SCRIPT)
-    async with (
-        DeepgramLoopback(api_key="k", utterances=[s.arg for s in steps]) as dg,
-        running_pipeline(
-            nats_server.url,
-            database_url,
-            tmp_path,
-            STT_PROVIDER="deepgram",
-            DEEPGRAM_API_KEY="k",
-            DEEPGRAM_URL=dg.url,
-        ) as ports,
-    ):
+    async with scripted_pipeline(
+        nats_server.url, database_url, tmp_path, [s.arg for s in steps]
+    ) as (ports, _):
         live = io.StringIO()
-        tracer = asyncio.create_task(trace(nats_server.url, None, json_out=False, out=live))
-        await asyncio.sleep(0.3)  # the trace's subscriptions are in place before the call
+        following = asyncio.Event()
+        tracer = asyncio.create_task(
+            trace(nats_server.url, None, json_out=False, out=live, ready=following)
+        )
+        await asyncio.wait_for(following.wait(), timeout=5)
         caller = Caller("127.0.0.1", ports.audiosocket, steps, synth=espeak, out=io.StringIO())
         call = asyncio.create_task(caller.run())
 
