@@ -16,6 +16,7 @@ H_AUDIO_T: Final = "Voicebot-Audio-T"  # call-audio time (s) of the first sample
 H_UTTERANCE: Final = "Voicebot-Utterance"
 H_LAST: Final = "Voicebot-Last"
 H_INTERRUPTIBLE: Final = "Voicebot-Interruptible"  # may a barge-in cut this utterance
+H_EPOCH: Final = "Voicebot-Epoch"  # claim epoch of the TTS owner that synthesized it
 
 
 class BadAudio(ValueError):
@@ -37,6 +38,7 @@ class AudioOut:
     last: bool
     pcm: bytes
     interruptible: bool = True
+    epoch: int = 0
 
 
 def in_headers(seq: int, capture_ts: float, audio_t: float) -> dict[str, str]:
@@ -44,13 +46,14 @@ def in_headers(seq: int, capture_ts: float, audio_t: float) -> dict[str, str]:
 
 
 def out_headers(
-    utterance_id: str, seq: int, last: bool, interruptible: bool = True
+    utterance_id: str, seq: int, last: bool, interruptible: bool = True, epoch: int = 0
 ) -> dict[str, str]:
     return {
         H_UTTERANCE: utterance_id,
         H_SEQ: str(seq),
         H_LAST: "1" if last else "0",
         H_INTERRUPTIBLE: "1" if interruptible else "0",
+        H_EPOCH: str(epoch),
     }
 
 
@@ -74,6 +77,7 @@ def parse_out(headers: dict[str, str] | None, data: bytes) -> AudioOut:
             h.get(H_LAST) == "1",
             data,
             h.get(H_INTERRUPTIBLE, "1") == "1",
+            int(h.get(H_EPOCH, "0")),
         )
     except (KeyError, ValueError) as e:
         raise BadAudio(f"audio.out headers: {e!r}") from e

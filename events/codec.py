@@ -22,8 +22,18 @@ DECODERS: Final[dict[str, msgspec.json.Decoder[Any]]] = {
 }
 
 
+_EDGE_ALIVE: Final = msgspec.json.Decoder(schemas.EdgeAlive)
+
+
 class BadMessage(ValueError):
     """A message that does not match its subject's schema; consumers count and skip it."""
+
+
+def decode_edge_alive(data: bytes) -> schemas.EdgeAlive:
+    try:
+        return _EDGE_ALIVE.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise BadMessage(f"edge alive: {e}") from e
 
 
 def tag_of(event: msgspec.Struct) -> str:

@@ -18,6 +18,10 @@ class Base(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
     v: int = SCHEMA_VERSION
     call_id: str
     ts: float
+    # Claim epoch of the worker instance that published it (see `Claimed`); receivers drop a
+    # message whose epoch is below the newest claim of its kind. 0: the edge, which owns its
+    # calls through the TCP connection, or a message from before epochs existed.
+    epoch: int = 0
 
 
 # --- call.<id>.event.<kind> -------------------------------------------------------------
@@ -65,7 +69,30 @@ class Error(CallEvent, frozen=True, kw_only=True, tag="error"):
     retryable: bool = True
 
 
-CallEventUnion = Started | Dtmf | Hangup | Ended | BargeIn | Error
+class Claimed(CallEvent, frozen=True, kw_only=True, tag="claimed"):
+    """A worker instance took ownership of the call; published before anything else it says.
+
+    `epoch` grows with every hand-over (it is the claim's delivery count), so a stalled owner
+    that resumes after a takeover is recognised by its lower epoch and ignored."""
+
+    service: str  # stt_worker | brain | tts_worker
+    instance: str  # who: host-pid
+    takeover: bool = False
+
+
+class Ticket(CallEvent, frozen=True, kw_only=True, tag="ticket"):
+    """A ticket the dialog opened: `requested` first (durable intent, written to PostgreSQL by
+    the archiver if nothing else does), then `opened` once the database gave its number."""
+
+    state: Literal["requested", "opened"]
+    number: str | None = None
+    category: str | None = None
+    summary: str = ""
+    status: str = "open"  # open | transferred
+    customer_id: int | None = None
+
+
+CallEventUnion = Started | Dtmf | Hangup | Ended | BargeIn | Error | Claimed | Ticket
 
 
 # --- call.<id>.transcript ----------------------------------------------------------------
@@ -149,6 +176,9 @@ class Decision(Base, frozen=True, kw_only=True, tag="decision"):
     actions: tuple[str, ...] = ()
     latency: Latency | None = None
     snapshot: dict[str, Any] = {}  # dialog state after the decision: takeover resumes from it
+    # What the dialog now waits for (yes_no, category, identity, phone, ...): recognisers use
+    # it to prefer the answers a closed question allows.
+    expecting: str | None = None
 
 
 # --- call.<id>.say -----------------------------------------------------------------------
@@ -160,6 +190,7 @@ class Say(Base, frozen=True, kw_only=True, tag="say"):
     text: str | None = None  # dynamic text, synthesized
     interruptible: bool = True  # a barge-in may cut it (the welcome) or not (legal notices)
     seq: int = 0
+    speed: float = 1.0  # speaking rate factor: below 1 when the caller asked to slow down
 
 
 # --- call.<id>.playback ------------------------------------------------------------------
@@ -168,6 +199,7 @@ class Say(Base, frozen=True, kw_only=True, tag="say"):
 class Playback(Base, frozen=True, kw_only=True, tag_field="state"):
     utterance_id: str
     frames: int = 0
+    origin: str = "tts"  # tts | edge (a cached phrase the edge played itself: hold, unavailable)
 
 
 class PlaybackStarted(Playback, frozen=True, kw_only=True, tag="started"):
@@ -205,6 +237,20 @@ class Transfer(Control, frozen=True, kw_only=True, tag="transfer"):
 
 
 ControlUnion = Flush | HangupCall | Transfer
+
+
+# --- edge.alive (core NATS, not stored) ----------------------------------------------
+
+
+class EdgeAlive(msgspec.Struct, frozen=True, kw_only=True):
+    """Every second, each edge names the calls it holds a connection for. A worker releases a
+    call whose edge stopped naming it (the `ended` was lost) or went silent (the edge died)."""
+
+    v: int = SCHEMA_VERSION
+    edge: str
+    ts: float
+    interval_s: float = 1.0
+    calls: tuple[str, ...] = ()
 
 
 AnyEvent = CallEventUnion | TranscriptUnion | Decision | Say | PlaybackUnion | ControlUnion

@@ -20,7 +20,18 @@ KINDS: Final[tuple[str, ...]] = (
     "playback",
     "control",
 )
-EVENT_KINDS: Final[tuple[str, ...]] = ("started", "dtmf", "hangup", "ended", "bargein", "error")
+EVENT_KINDS: Final[tuple[str, ...]] = (
+    "started",
+    "dtmf",
+    "hangup",
+    "ended",
+    "bargein",
+    "error",
+    "claimed",
+    "ticket",
+)
+# Each edge's list of live calls, every second (core NATS: a liveness signal, not history).
+EDGE_ALIVE: Final = "voicebot.edge.alive"
 
 _CALL_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

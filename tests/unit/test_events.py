@@ -42,6 +42,24 @@ SAMPLES: list[tuple[str, msgspec.Struct]] = [
             message="deepgram: no answer in 5 s",
         ),
     ),
+    (
+        "event",
+        schemas.Claimed(
+            call_id=CID, ts=T, epoch=3, service="brain", instance="host-42", takeover=True
+        ),
+    ),
+    (
+        "event",
+        schemas.Ticket(
+            call_id=CID,
+            ts=T,
+            epoch=1,
+            state="requested",
+            category="internet",
+            summary="Pierre Dupont (internet): rappel par un technicien",
+            customer_id=1,
+        ),
+    ),
     ("transcript", schemas.Interim(call_id=CID, ts=T, text="bonjour j'ai", confidence=0.8)),
     (
         "transcript",
@@ -76,6 +94,7 @@ SAMPLES: list[tuple[str, msgspec.Struct]] = [
             actions=("say_text:Essayez",),
             latency=schemas.Latency(end_of_speech_s=12.3, nlu_ms=0.4),
             snapshot={"state": "SOLUTION"},
+            expecting="ack",
         ),
     ),
     ("say", schemas.Say(call_id=CID, ts=T, utterance_id="u3", phrase="welcome")),
@@ -87,10 +106,15 @@ SAMPLES: list[tuple[str, msgspec.Struct]] = [
             utterance_id="u4",
             text="Essayez de débrancher votre box.",
             interruptible=False,
+            speed=0.8,
         ),
     ),
     ("playback", schemas.PlaybackStarted(call_id=CID, ts=T, utterance_id="u3")),
     ("playback", schemas.PlaybackFinished(call_id=CID, ts=T, utterance_id="u3", frames=140)),
+    (
+        "playback",
+        schemas.PlaybackStarted(call_id=CID, ts=T, utterance_id="edge-hold-1", origin="edge"),
+    ),
     ("playback", schemas.PlaybackInterrupted(call_id=CID, ts=T, utterance_id="u3", frames=20)),
     ("control", schemas.Flush(call_id=CID, ts=T, utterance_id="u3")),
     ("control", schemas.HangupCall(call_id=CID, ts=T)),
@@ -186,14 +210,25 @@ def test_call_id_from_audiosocket_bytes() -> None:
 def test_audio_headers_round_trip_and_reject_bad_bodies() -> None:
     meta = parse_in(in_headers(7, T, 0.14), b"\x01\x00" * 160)
     assert (meta.seq, meta.capture_ts, meta.audio_t) == (7, T, 0.14)
-    out = parse_out(out_headers("u1", 2, True, interruptible=False), bytes(FRAME_BYTES * 3))
+    out = parse_out(
+        out_headers("u1", 2, True, interruptible=False, epoch=4), bytes(FRAME_BYTES * 3)
+    )
     assert (out.utterance_id, out.seq, out.last, out.interruptible) == ("u1", 2, True, False)
+    assert out.epoch == 4
+    assert parse_out({"Voicebot-Utterance": "u1", "Voicebot-Seq": "0"}, b"").epoch == 0
     with pytest.raises(BadAudio):
         parse_out(out_headers("u1", 2, False), bytes(FRAME_BYTES + 2))
     with pytest.raises(BadAudio):
         parse_in({}, b"\x00\x00")
     with pytest.raises(BadAudio):
         parse_in(in_headers(1, T, 0.0), b"\x00")
+
+
+def test_edge_alive_round_trips_and_rejects_garbage() -> None:
+    alive = schemas.EdgeAlive(edge="host-1", ts=T, calls=(CID,))
+    assert codec.decode_edge_alive(codec.encode(alive)) == alive
+    with pytest.raises(codec.BadMessage, match="edge"):
+        codec.decode_edge_alive(b'{"edge": 3}')
 
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
