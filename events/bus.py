@@ -1,16 +1,18 @@
-"""Bus helpers shared by every process: connect, publish, typed subscribe, call claims.
+"""Bus helpers shared by every process: connect, publish, typed subscribe, stream replay.
 
 Control-plane messages go through JetStream with an ack and a `Nats-Msg-Id` (a retry within the
 duplicate window is stored once). Audio goes out as core publishes (no ack round trip on the hot
-path); the AUDIO stream still captures it.
+path); the AUDIO stream still captures it. Streams are read through `StreamTail` (tail.py),
+which survives reconnects and server restarts. Call ownership is in claims.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -19,12 +21,13 @@ import msgspec
 import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
-from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError
+from nats.js import JetStreamContext
+from nats.js.errors import BadRequestError, NotFoundError
 from prometheus_client import Counter
 
-from events import codec, schemas, streams, subjects
+from events import codec, streams, subjects
+from events.outbox import Outbox
+from events.tail import ALL, Start, StreamTail
 
 log = logging.getLogger("events.bus")
 
@@ -38,6 +41,8 @@ PUBLISHED: Final = Counter(
 )
 
 PUBLISH_TIMEOUT_S: Final = 5.0
+ATTEMPT_TIMEOUT_S: Final = 2.0  # one try of an acknowledged publish; then it is tried again
+RETRY_S: Final = (0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +60,13 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
         self.service = service
-        self._queue: asyncio.Queue[tuple[str, bytes, str | None]] = asyncio.Queue()
-        self._publisher: asyncio.Task[None] | None = None
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     @classmethod
     async def connect(cls, url: str, service: str, *, connect_timeout: float = 5.0) -> Bus:
+        """Connect to NATS at `url` (several servers of a cluster: comma-separated)."""
+        bus: Bus | None = None
+
         async def on_disconnect() -> None:
             # A disconnect while we drain or close is expected, not news.
             if not nc.is_closed and not nc.is_draining:
@@ -67,31 +74,39 @@ class Bus:
 
         async def on_reconnect() -> None:
             log.info("%s: reconnected to NATS", service)
+            if bus is not None:
+                for listener in list(bus._reconnect_listeners):
+                    listener()
 
         async def on_error(e: Exception) -> None:
             log.warning("%s: NATS error: %s", service, e)
 
+        servers = [u.strip() for u in url.split(",") if u.strip()]
         nc = await nats.connect(
-            url,
+            servers,
             name=f"voicebot-{service}",
             connect_timeout=connect_timeout,
             max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
+            reconnect_time_wait=0.25,
             allow_reconnect=True,
             disconnected_cb=on_disconnect,
             reconnected_cb=on_reconnect,
             error_cb=on_error,
             pending_size=64 * 1024 * 1024,
-            drain_timeout=2,  # an ordered consumer being torn down must not hold shutdown
+            drain_timeout=2,  # a tail being torn down must not hold shutdown
         )
-        return cls(nc, service)
+        bus = cls(nc, service)
+        return bus
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call `listener()` each time the connection comes back (tails re-create consumers)."""
+        self._reconnect_listeners.append(listener)
+
+    def off_reconnect(self, listener: Callable[[], None]) -> None:
+        with contextlib.suppress(ValueError):
+            self._reconnect_listeners.remove(listener)
 
     async def close(self) -> None:
-        if self._publisher is not None:
-            await self._queue.join()
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
         try:
             await self.nc.drain()
         except Exception:
@@ -101,45 +116,49 @@ class Bus:
     # --- publishing ---------------------------------------------------------------------
 
     async def publish(
-        self, subject: str, event: msgspec.Struct, *, msg_id: str | None = None
+        self,
+        subject: str,
+        event: msgspec.Struct,
+        *,
+        msg_id: str | None = None,
+        give_up_after_s: float | None = None,
     ) -> int:
-        """Publish a control-plane event to JetStream; returns its stream sequence."""
-        headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-        ack = await self.js.publish(subject, codec.encode(event), headers=headers)
-        PUBLISHED.labels(self.service, subjects.parse(subject).kind).inc()
-        return int(ack.seq)
+        """Publish a control-plane event to JetStream and wait for its acknowledgement;
+        returns its stream sequence.
 
-    def publish_soon(
-        self, subject: str, event: msgspec.Struct, *, msg_id: str | None = None
-    ) -> None:
-        """Queue a publish for a background task, in order; for hot paths that must not await."""
-        self._queue.put_nowait((subject, codec.encode(event), msg_id))
-        if self._publisher is None:
-            self._publisher = asyncio.create_task(self._drain_queue(), name="bus-publisher")
-
-    async def _drain_queue(self) -> None:
+        Transient failures (a NATS restart, a cluster electing a leader) are retried until
+        acknowledged or `give_up_after_s`; every try carries the same `Nats-Msg-Id`, so a try
+        that did land before its answer was lost is stored once.
+        """
+        body = codec.encode(event)
+        headers = {"Nats-Msg-Id": msg_id or uuid.uuid4().hex}
+        kind = subjects.parse(subject).kind
+        deadline = None if give_up_after_s is None else time.monotonic() + give_up_after_s
+        attempt = 0
         while True:
-            subject, body, msg_id = await self._queue.get()
             try:
-                headers = {"Nats-Msg-Id": msg_id} if msg_id else None
-                for attempt in range(3):
-                    try:
-                        await self.js.publish(subject, body, headers=headers)
-                        PUBLISHED.labels(self.service, subjects.parse(subject).kind).inc()
-                        break
-                    except (NatsTimeout, nats.errors.ConnectionReconnectingError) as e:
-                        log.warning("publish %s failed (%s), attempt %d", subject, e, attempt + 1)
-                        await asyncio.sleep(0.2 * (attempt + 1))
-                else:
-                    log.error("dropped event on %s after 3 attempts", subject)
-            except Exception:
-                log.exception("publish of %s failed", subject)
-            finally:
-                self._queue.task_done()
+                ack = await self.js.publish(
+                    subject, body, timeout=ATTEMPT_TIMEOUT_S, headers=headers
+                )
+            except (nats.errors.ConnectionClosedError, nats.errors.MaxPayloadError):
+                raise
+            except (nats.errors.Error, TimeoutError) as e:
+                if isinstance(e, BadRequestError):
+                    raise  # the server refused the message itself: retrying will not help
+                delay = RETRY_S[min(attempt, len(RETRY_S) - 1)]
+                attempt += 1
+                if deadline is not None and time.monotonic() + delay > deadline:
+                    raise
+                if attempt in (1, 5) or attempt % 20 == 0:
+                    log.warning("publish on %s failed (%r), retrying", subject, e)
+                await asyncio.sleep(delay)
+                continue
+            PUBLISHED.labels(self.service, kind).inc()
+            return int(ack.seq)
 
-    async def flush_soon(self) -> None:
-        """Wait until every `publish_soon` event is acknowledged."""
-        await self._queue.join()
+    def outbox(self, name: str) -> Outbox:
+        """An ordered, bounded, retrying publisher for one call's events (see outbox.py)."""
+        return Outbox(self, name)
 
     async def publish_audio(self, subject: str, pcm: bytes, headers: dict[str, str]) -> None:
         await self.nc.publish(subject, pcm, headers=headers)
@@ -184,6 +203,12 @@ class Bus:
 
         return await self.nc.subscribe(subject, queue=queue, cb=on_msg)
 
+    def tail(
+        self, stream: str, subject_filters: list[str], *, start: Start = ALL, name: str = ""
+    ) -> StreamTail:
+        """A stream followed in order across reconnects (start it, or use `async with`)."""
+        return StreamTail(self, stream, subject_filters, start=start, name=name)
+
     async def replay(
         self,
         subject: str,
@@ -192,80 +217,34 @@ class Bus:
         follow: bool = True,
         start_seq: int | None = None,
     ) -> AsyncIterator[Envelope]:
-        """Every stored message of `subject` in order, then (if `follow`) new ones live.
-
-        An ordered consumer: no state on the server, gaps are re-fetched by the client.
-        Undecodable messages are counted and skipped.
-        """
+        """Every stored message of `subject` in order, then (if `follow`) new ones live, across
+        NATS restarts. Undecodable messages are counted and skipped."""
         if not follow:
             info = await self.js.stream_info(stream, subjects_filter=subject)
             if not info.state.subjects:
                 return
-        kwargs: dict[str, Any] = {}
-        if start_seq is not None:
-            cfg = api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq
-            )
-            kwargs["config"] = cfg
-        else:
-            kwargs["deliver_policy"] = api.DeliverPolicy.ALL
-        async with self._ordered(subject, stream, **kwargs) as queue:
+        start = ALL if start_seq is None else Start.at_seq(start_seq)
+        async with self.tail(stream, [subject], start=start) as tail:
+            if not follow and tail.pending_at_start == 0 and tail.backlog == 0:
+                return
             while True:
-                if follow:
-                    msg = await queue.get()
-                else:
-                    try:
-                        async with asyncio.timeout(0.5):
-                            msg = await queue.get()
-                    except TimeoutError:
-                        return  # history only: nothing more is stored
+                msg = await tail.get()
                 env = self.decode(msg)
+                done = not follow and msg.metadata.num_pending == 0
                 if env is not None:
                     yield env
-                    if not follow and env.pending == 0:
-                        return
-                elif not follow and msg.metadata.num_pending == 0:
+                if done:
                     return
 
     async def replay_raw(
         self, subject: str, *, stream: str = streams.AUDIO, start_time: float | None = None
     ) -> AsyncIterator[Msg]:
         """Raw messages (audio) of `subject` from the stream, from `start_time` (wall clock,
-        seconds) or from the beginning, then live. Ordered consumer, as `replay`."""
-        if start_time is None:
-            cfg = api.ConsumerConfig(deliver_policy=api.DeliverPolicy.ALL)
-        else:
-            cfg = api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_TIME,
-                opt_start_time=datetime.datetime.fromtimestamp(start_time, tz=datetime.UTC),
-            )
-        async with self._ordered(subject, stream, config=cfg) as queue:
+        seconds) or from the beginning, then live, across NATS restarts."""
+        start = ALL if start_time is None else Start.at_time(start_time)
+        async with self.tail(stream, [subject], start=start) as tail:
             while True:
-                yield await queue.get()
-
-    @contextlib.asynccontextmanager
-    async def _ordered(
-        self, subject: str, stream: str, **kwargs: Any
-    ) -> AsyncIterator[asyncio.Queue[Msg]]:
-        """An ordered push consumer feeding our own queue.
-
-        Not nats-py's `Subscription.next_msg`: on Python 3.11 its inner `wait_for` task can
-        outlive a cancellation of the reader, and the reader then never finishes (a brain
-        stopping mid-call hung that way). A plain queue read cancels cleanly.
-        """
-        queue: asyncio.Queue[Msg] = asyncio.Queue()
-
-        async def on_msg(msg: Msg) -> None:
-            queue.put_nowait(msg)
-
-        sub = await self.js.subscribe(
-            subject, stream=stream, ordered_consumer=True, cb=on_msg, **kwargs
-        )
-        try:
-            yield queue
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                yield await tail.get()
 
     async def history(self, subject: str) -> list[Envelope]:
         """Everything stored so far for a subject (no follow)."""
@@ -284,89 +263,3 @@ def _kind_label(subject: str) -> str:
         return subjects.parse(subject).kind
     except subjects.BadSubject:
         return "unknown"
-
-
-OnCall = Callable[[schemas.Started, bool], Awaitable[None]]
-
-
-class CallClaims:
-    """Owns calls for one service instance through the service's claim consumer.
-
-    `on_call(started, takeover)` runs for the whole call; its return releases the claim (ack).
-    A call already ended when claimed (a stale redelivery) is acked at once.
-    """
-
-    def __init__(
-        self, bus: Bus, claim: streams.ClaimConsumer, on_call: OnCall, *, max_calls: int = 1000
-    ) -> None:
-        self.bus = bus
-        self.claim = claim
-        self.on_call = on_call
-        self.max_calls = max_calls
-        self.held: dict[str, tuple[Msg, asyncio.Task[None]]] = {}
-
-    async def run(self) -> None:
-        await streams.ensure_claims(self.bus.js, self.claim)
-        psub = await self.bus.js.pull_subscribe_bind(self.claim.durable, stream=streams.CALLS)
-        heartbeat = asyncio.create_task(self._heartbeat(), name=f"{self.claim.durable}-heartbeat")
-        try:
-            while True:
-                room = self.max_calls - len(self.held)
-                if room <= 0:
-                    await asyncio.sleep(0.1)
-                    continue
-                try:
-                    msgs = await psub.fetch(min(room, 16), timeout=1.0)
-                except TimeoutError:  # nats' own and the bare asyncio one both mean "nothing yet"
-                    continue
-                except nats.errors.ConnectionClosedError:
-                    return
-                for msg in msgs:
-                    await self._take(msg)
-        finally:
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-            heartbeat.cancel()
-            for msg, task in list(self.held.values()):
-                task.cancel()
-                # A clean stop hands the call to another instance now, not after ack_wait.
-                with contextlib.suppress(Exception):
-                    await msg.nak()
-            await asyncio.gather(
-                heartbeat, *(t for _, t in self.held.values()), return_exceptions=True
-            )
-
-    async def _take(self, msg: Msg) -> None:
-        env = self.bus.decode(msg)
-        if env is None or not isinstance(env.event, schemas.Started):
-            await msg.term()  # permanent: never redeliver garbage
-            return
-        started: schemas.Started = env.event
-        if started.call_id in self.held:
-            return  # our own redelivery while we still hold it
-        takeover = msg.metadata.num_delivered > 1
-        if takeover and await self.bus.call_ended(started.call_id):
-            await msg.ack()
-            return
-        task = asyncio.create_task(
-            self._run_call(started, takeover), name=f"call-{started.call_id}"
-        )
-        self.held[started.call_id] = (msg, task)
-
-    async def _run_call(self, started: schemas.Started, takeover: bool) -> None:
-        try:
-            await self.on_call(started, takeover)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("[%s] %s call handler failed", started.call_id, self.bus.service)
-        msg, _ = self.held.pop(started.call_id)
-        with contextlib.suppress(Exception):
-            await msg.ack()
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.claim.ack_wait_s / 3)
-            for msg, _ in list(self.held.values()):
-                with contextlib.suppress(Exception):
-                    await msg.in_progress()
