@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+from pathlib import Path
 
 from prometheus_client import start_http_server
+
+from events import env
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -52,3 +56,11 @@ async def run_service(name: str) -> None:
     logging.getLogger(name).info("%s running; Ctrl-C to stop", name)
     sig = await wait_for_signal()
     logging.getLogger(name).info("%s stopping on %s", name, sig)
+
+
+def mark_ready() -> None:
+    """Tell whoever started this process that it is ready: `voicebot up` waits for the file
+    named by VOICEBOT_READY_FILE (written once the service connected and loaded its models)."""
+    path = env.get_opt("VOICEBOT_READY_FILE")
+    if path:
+        Path(path).write_text(str(os.getpid()), encoding="ascii")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError
+
+from events import env
 
 log = logging.getLogger("events.streams")
 
@@ -33,6 +36,17 @@ class Retention:
     audio_days: float = 7
     audio_max_bytes: int = 20 * 1024**3
     duplicate_window_s: float = 120
+    replicas: int = 1  # 3 on a 3-node cluster: a node may die without losing a message
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Retention:
+        e = environ
+        return cls(
+            calls_days=env.get_float("CALLS_RETENTION_DAYS", 90, e, minimum=0.001),
+            audio_days=env.get_float("AUDIO_RETENTION_DAYS", 7, e, minimum=0.001),
+            audio_max_bytes=env.get_int("AUDIO_MAX_BYTES", 20 * 1024**3, e, minimum=1024**2),
+            replicas=env.get_int("STREAM_REPLICAS", 1, e, minimum=1),
+        )
 
 
 def stream_configs(r: Retention) -> list[api.StreamConfig]:
@@ -45,6 +59,7 @@ def stream_configs(r: Retention) -> list[api.StreamConfig]:
             max_age=r.calls_days * DAY_S,
             duplicate_window=r.duplicate_window_s,
             allow_direct=True,
+            num_replicas=r.replicas,
         ),
         api.StreamConfig(
             name=AUDIO,
@@ -56,6 +71,7 @@ def stream_configs(r: Retention) -> list[api.StreamConfig]:
             discard=api.DiscardPolicy.OLD,
             duplicate_window=r.duplicate_window_s,
             allow_direct=True,
+            num_replicas=r.replicas,
         ),
     ]
 
@@ -65,11 +81,14 @@ class ClaimConsumer:
     """A work-queue durable on `call.*.event.started`: each call goes to one instance of a kind.
 
     The owner keeps the started message in progress for the call's life and acks it at the end;
-    if the owner dies the message is redelivered after `ack_wait` to another instance.
+    if the owner dies the message is redelivered after `ack_wait` to another instance
+    (claims.py).
     """
 
     service: str
-    ack_wait_s: float = 4.0
+    # A dead owner's calls move after this long without its heartbeat (sent every quarter of
+    # it): the caller must not wait more than ~3 s for a takeover.
+    ack_wait_s: float = 2.0
 
     @property
     def durable(self) -> str:
@@ -94,7 +113,7 @@ CLAIMS: Final = {
 
 async def ensure_streams(js: JetStreamContext, retention: Retention | None = None) -> None:
     """Create or update the streams; safe to call from every process at every start."""
-    for cfg in stream_configs(retention or Retention()):
+    for cfg in stream_configs(retention or Retention.from_env()):
         try:
             await js.stream_info(cfg.name or "")
         except NotFoundError:
