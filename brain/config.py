@@ -25,6 +25,7 @@ class BrainConfig:
     min_confidence: float  # provider confidence below which a transcript is not trusted
     solutions_path: Path | None
     max_calls: int
+    metrics_port: int = 9093  # `python -m brain`; 0: not served
 
     @classmethod
     def from_env(cls) -> BrainConfig:
@@ -51,4 +52,5 @@ class BrainConfig:
             min_confidence=env.get_float("STT_MIN_CONFIDENCE", 0.2),
             solutions_path=Path(solutions) if solutions else None,
             max_calls=env.get_int("MAX_CONCURRENT_CALLS", 20, minimum=1) * 2,
+            metrics_port=env.get_int("BRAIN_METRICS_PORT", 9093, minimum=0),
         )

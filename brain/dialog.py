@@ -128,6 +128,14 @@ class CustomerResult:
 
 
 @dataclass(frozen=True)
+class CallerKnown:
+    """The registered caller number's look-up, which arrives after the welcome (a database
+    look-up must never delay the first words)."""
+
+    customer: Customer
+
+
+@dataclass(frozen=True)
 class Dtmf:
     digit: str
 
@@ -161,7 +169,7 @@ class TechnicianResult:
 
 @dataclass(frozen=True)
 class TicketOpened:
-    number: str
+    number: str | None  # None: recorded, but the database could not give a number yet
 
 
 @dataclass(frozen=True)
@@ -172,6 +180,8 @@ class CallerHungUp:
 @dataclass(frozen=True)
 class Resume:
     """Another instance takes the call over: re-arm what a crash may have lost."""
+
+    elapsed_s: float = 0.0  # how long the call has lasted (for its length limit)
 
 
 @dataclass(frozen=True)
@@ -186,6 +196,7 @@ Input = (
     CallStarted
     | Heard
     | CustomerResult
+    | CallerKnown
     | Dtmf
     | SpeechStarted
     | PlaybackStarted
@@ -207,6 +218,7 @@ class Say:
     phrase: str | None = None
     text: str | None = None
     interruptible: bool = True
+    speed: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -327,6 +339,13 @@ class Dialog:
                 s = self._technician(s, event, out)
             case TicketOpened(number=n):
                 s = self._ticket_opened(s, n, out)
+            case CallerKnown(customer=customer) if s.customer_id is None:
+                s = msgspec.structs.replace(
+                    s,
+                    customer_id=customer.id,
+                    customer_name=customer.name,
+                    phone=s.phone or customer.phone,
+                )
             case CustomerResult(customer=customer):
                 if customer is not None:
                     s = msgspec.structs.replace(
@@ -334,8 +353,8 @@ class Dialog:
                     )
                 if s.state == "IDENTIFICATION":
                     s = self._after_identity(s, out)
-            case Resume():
-                s = self._resume(s, out)
+            case Resume(elapsed_s=elapsed):
+                s = self._resume(s, elapsed, out)
             case ProviderTrouble(kind="timeout"):
                 if s.ending is None:
                     s, _ = self._say(s, out, phrase="hold")
@@ -488,7 +507,9 @@ class Dialog:
             return self._prompt(s, out, phrase="no_input")
         return prompt
 
-    def _resume(self, s: Snapshot, out: list[Action]) -> Snapshot:
+    def _resume(self, s: Snapshot, elapsed_s: float, out: list[Action]) -> Snapshot:
+        # The previous owner's timers died with it: the call's length limit goes on.
+        out.append(StartTimer("max_length", max(1.0, self.policy.max_call_s - elapsed_s)))
         if s.ticket_pending:
             out.append(OpenTicket(s.category, self._summary(s, "reprise"), "open"))
         if s.technician_pending:
@@ -658,15 +679,24 @@ class Dialog:
         out.append(OpenTicket(s.category, self._summary(s, "rappel par un technicien"), "open"))
         return msgspec.structs.replace(s, state="TICKET", ticket_pending=True)
 
-    def _ticket_opened(self, s: Snapshot, number: str, out: list[Action]) -> Snapshot:
+    def _ticket_opened(self, s: Snapshot, number: str | None, out: list[Action]) -> Snapshot:
         was_pending = s.ticket_pending
-        s = msgspec.structs.replace(s, ticket=number, ticket_pending=False)
+        s = msgspec.structs.replace(s, ticket=number or s.ticket, ticket_pending=False)
         if not was_pending or s.state != "TICKET":
             return s
-        text = (
-            f"Aucun technicien n'est disponible pour le moment. J'ai ouvert le ticket numéro "
-            f"{number}. Un technicien vous rappellera. Merci pour votre appel, au revoir."
-        )
+        if number is None:
+            # The request is recorded (an event the archiver turns into a ticket), but no
+            # number exists yet: the caller is told only what is true.
+            text = (
+                "Aucun technicien n'est disponible pour le moment. Votre demande est "
+                "enregistrée et un technicien vous rappellera. Merci pour votre appel, au revoir."
+            )
+        else:
+            text = (
+                f"Aucun technicien n'est disponible pour le moment. J'ai ouvert le ticket "
+                f"numéro {number}. Un technicien vous rappellera. Merci pour votre appel, "
+                "au revoir."
+            )
         return self._end(s, out, how="hangup", outcome="ticket", text=text)
 
     def _dtmf(self, s: Snapshot, digit: str, out: list[Action]) -> Snapshot:

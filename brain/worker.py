@@ -1,10 +1,17 @@
 """The brain's async shell: one `CallBrain` per owned call around the pure dialog.
 
-A call's history is read back from the CALLS stream (ordered consumer) before anything is
+A call's history is read back from the CALLS stream (a stream tail) before anything is
 decided: the last `decision` carries the dialog snapshot and the stream sequence of the last
 input it consumed, so a takeover resumes exactly where the previous owner stopped. Actions are
 published before their decision (each with a deterministic `Nats-Msg-Id`), so a crash between
-the two re-publishes the same says and NATS de-duplicates them.
+the two re-publishes the same says and NATS de-duplicates them. Everything it publishes carries
+its claim epoch; transcripts from a stale STT owner are ignored.
+
+The database is never on the path of the first words, and never the reason for silence: the
+caller number's look-up arrives after the welcome, every query is bounded by a short timeout,
+and a ticket is first recorded as an event (`event.ticket` requested) that the archiver writes
+if the brain's own insert fails. The caller is only told a ticket number the database gave.
+Calls and turns rows are the archiver's projection of the events, not written here.
 """
 
 from __future__ import annotations
@@ -25,12 +32,16 @@ from brain.nlu import Nlu, understand
 from brain.solutions import Catalog
 from brain.store import Store
 from events import schemas, subjects
-from events.bus import Bus, CallClaims, Envelope
+from events.bus import Bus, Envelope
+from events.claims import CallClaims, Claim
+from events.fence import Fence
 from events.streams import CLAIMS
 
 log = logging.getLogger("brain")
 
 CLOSED_LINGER_S = 30.0  # how long a finished dialog waits for the edge's `ended`
+LOOKUP_TIMEOUT_S = 1.0  # a customer or technician look-up; then the dialog goes on without it
+TICKET_TIMEOUT_S = 2.0  # the ticket insert, while the caller hears the hold phrase
 
 
 @dataclass
@@ -68,12 +79,14 @@ class BrainWorker:
                 timeout_s=config.llm_timeout_s,
             )
         self.calls: dict[str, CallBrain] = {}
+        self.claims: CallClaims | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         claims = CallClaims(
             self.bus, CLAIMS["brain"], self._on_call, max_calls=self.config.max_calls
         )
+        self.claims = claims
         self._task = asyncio.create_task(claims.run(), name="brain-claims")
 
     async def stop(self) -> None:
@@ -82,23 +95,24 @@ class BrainWorker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def _on_call(self, started: schemas.Started, takeover: bool) -> None:
-        call = CallBrain(self, started.call_id, takeover)
-        self.calls[started.call_id] = call
+    async def _on_call(self, claim: Claim) -> None:
+        call = CallBrain(self, claim)
+        self.calls[claim.call_id] = call
         try:
             await call.run()
         finally:
-            self.calls.pop(started.call_id, None)
+            self.calls.pop(claim.call_id, None)
 
 
 class CallBrain:
-    def __init__(self, worker: BrainWorker, call_id: str, takeover: bool) -> None:
+    def __init__(self, worker: BrainWorker, claim: Claim) -> None:
         self.w = worker
         self.bus = worker.bus
         self.store = worker.store
         self.dialog = worker.dialog
-        self.call_id = call_id
-        self.takeover = takeover
+        self.claim = claim
+        self.call_id = claim.call_id
+        self.takeover = claim.takeover
         self.snapshot = d.Snapshot()
         self.last_seq = 0  # stream sequence of the last input decided on
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
@@ -106,6 +120,12 @@ class CallBrain:
         self.segments: list[schemas.Final] = []  # finals of the utterance being spoken
         self.ended = False
         self.hold_seq = 0
+        self.fence = Fence()
+        self.side_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def epoch(self) -> int:
+        return self.claim.epoch
 
     # --- history and the live loop -------------------------------------------------
 
@@ -114,16 +134,13 @@ class CallBrain:
         follower = asyncio.create_task(self._follow(), name=f"brain-follow-{self.call_id}")
         try:
             while not (self.ended and self.queue.empty()):
-                if self.snapshot.state == "CLOSED":
-                    # The dialog is over; the edge's `ended` normally follows within a second.
-                    # Without it (the edge died with the call) the call is released anyway.
-                    try:
-                        pending = await asyncio.wait_for(self.queue.get(), CLOSED_LINGER_S)
-                    except TimeoutError:
-                        log.warning("[%s] no end of call reported: releasing it", self.call_id)
-                        break
-                else:
-                    pending = await self.queue.get()
+                # The dialog is over: the edge's `ended` normally follows within a second.
+                # Without it (the edge died with the call) the call is released anyway.
+                linger = CLOSED_LINGER_S if self.snapshot.state == "CLOSED" else None
+                pending = await self._next_input(follower, linger)
+                if pending is None:
+                    log.warning("[%s] no end of call reported: releasing it", self.call_id)
+                    break
                 await self._decide(pending)
                 if self.snapshot.state == "CLOSED" and self.ended:
                     break
@@ -131,9 +148,31 @@ class CallBrain:
             follower.cancel()
             for t in self.timers.values():
                 t.cancel()
+            for task in self.side_tasks:
+                task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
         log.info("[%s] brain done: %s", self.call_id, self.snapshot.outcome)
+
+    async def _next_input(
+        self, follower: asyncio.Task[None], timeout_s: float | None
+    ) -> Pending | None:
+        """The next input; None after `timeout_s` without one. If the follower died, the call
+        fails: the claim goes back and an instance rebuilds the call from its history, rather
+        than a brain that no longer hears the caller."""
+        getter = asyncio.ensure_future(self.queue.get())
+        try:
+            done, _ = await asyncio.wait(
+                {getter, follower}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            if not getter.done():
+                getter.cancel()
+        if getter in done:
+            return getter.result()
+        if follower in done:
+            raise RuntimeError(f"the call's follower stopped: {follower.exception()!r}")
+        return None
 
     async def _follow(self) -> None:
         """Replay the call's history, rebuild the snapshot, then turn new messages into inputs."""
@@ -154,7 +193,8 @@ class CallBrain:
                     if old.stream_seq > self.last_seq:
                         await self._input_from(old)
                 if self.snapshot.state != "INIT":
-                    self.queue.put_nowait(Pending(d.Resume(), "resume", self.last_seq))
+                    elapsed = max(0.0, time.time() - self.claim.started.ts)
+                    self.queue.put_nowait(Pending(d.Resume(elapsed), "resume", self.last_seq))
                 continue
             await self._input_from(env)
 
@@ -163,11 +203,18 @@ class CallBrain:
         seq = env.stream_seq
         put = self.queue.put_nowait
         match env.event:
+            case schemas.Claimed(service=service, epoch=epoch):
+                self.fence.claimed(service, epoch)
+            case schemas.Transcript(epoch=epoch) | schemas.Error(source="stt", epoch=epoch) if (
+                not self.fence.allows("stt_worker", epoch)
+            ):
+                log.warning("[%s] ignored a stale STT owner's message", self.call_id)
+            case schemas.Playback(origin="edge"):
+                pass  # the edge's own hold phrases: not the dialog's utterances
             case schemas.Started(caller=caller):
-                customer = await self._lookup(caller) if caller else None
-                if self.store is not None:
-                    await _quiet(self.store.call_started(self.call_id, caller), self.call_id)
-                put(Pending(d.CallStarted(caller, customer), "started", seq))
+                put(Pending(d.CallStarted(caller, None), "started", seq))
+                if caller and self.store is not None and not self.takeover:
+                    self._side(self._caller_lookup(caller))
             case schemas.Dtmf(digit=digit):
                 put(Pending(d.Dtmf(digit), "dtmf", seq, text=f"DTMF {digit}"))
             case schemas.Hangup(by="caller") | schemas.Ended():
@@ -269,13 +316,28 @@ class CallBrain:
     async def _say_hold(self) -> None:
         self.hold_seq += 1
         uid = f"hold-{self.snapshot.turn}-{self.hold_seq}"
-        say = schemas.Say(call_id=self.call_id, ts=time.time(), utterance_id=uid, phrase="hold")
+        say = schemas.Say(
+            call_id=self.call_id, ts=time.time(), epoch=self.epoch, utterance_id=uid, phrase="hold"
+        )
         await self.bus.publish(subjects.say(self.call_id), say, msg_id=f"{self.call_id}:say:{uid}")
+
+    def _side(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.side_tasks.add(task)
+        task.add_done_callback(self.side_tasks.discard)
+
+    async def _caller_lookup(self, caller: str) -> None:
+        """The registered number's customer, after the welcome has started (never before)."""
+        customer = await self._lookup(caller)
+        if customer is not None:
+            self.queue.put_nowait(Pending(d.CallerKnown(customer), "caller_known", 0))
 
     async def _lookup(self, phone: str) -> d.Customer | None:
         if self.store is None:
             return None
-        customer: d.Customer | None = await _quiet(self.store.find_customer(phone), self.call_id)
+        customer: d.Customer | None = await _quiet(
+            self.store.find_customer(phone), self.call_id, LOOKUP_TIMEOUT_S
+        )
         return customer
 
     # --- deciding ------------------------------------------------------------------
@@ -286,9 +348,10 @@ class CallBrain:
             self.last_seq = max(self.last_seq, p.seq)
         after, actions = self.dialog.step(before, p.input)
         self.snapshot = after
-        if not actions and before.state == after.state and p.text is None:
+        if not actions and before.state == after.state and p.text is None and p.seq:
             # Bookkeeping only (a playback started): no decision to record. A takeover
             # replays such inputs, since they lie after the last decision's trigger_seq.
+            # Inputs that are not in the stream (look-up results) are always recorded.
             return
         follow_ups: list[d.Input] = []
         said_at: float | None = None
@@ -303,6 +366,7 @@ class CallBrain:
         decision = schemas.Decision(
             call_id=self.call_id,
             ts=time.time(),
+            epoch=self.epoch,
             turn=before.turn,
             trigger=p.trigger,
             trigger_seq=self.last_seq,
@@ -317,6 +381,7 @@ class CallBrain:
             actions=tuple(d.describe(a) for a in actions),
             latency=latency,
             snapshot=msgspec.to_builtins(after),
+            expecting=d.expecting(after),
         )
         await self.bus.publish(
             subjects.decision(self.call_id),
@@ -324,23 +389,6 @@ class CallBrain:
             msg_id=f"{self.call_id}:decision:{before.turn}",
         )
         DECISIONS.labels(before.state, after.state).inc()
-        if self.store is not None and (p.text or before.state != after.state):
-            await _quiet(
-                self.store.record_turn(
-                    self.call_id,
-                    turn=before.turn,
-                    state_from=before.state,
-                    state_to=after.state,
-                    intent=p.nlu.intent if p.nlu else None,
-                    text=p.text,
-                    actions=list(decision.actions),
-                ),
-                self.call_id,
-            )
-            if after.customer_id is not None and before.customer_id is None:
-                await _quiet(
-                    self.store.call_identified(self.call_id, after.customer_id), self.call_id
-                )
         if before.state != after.state:
             log.info("[%s] %s -> %s (%s)", self.call_id, before.state, after.state, p.trigger)
         for follow_up in follow_ups:
@@ -349,14 +397,16 @@ class CallBrain:
     async def _act(self, action: d.Action, follow_ups: list[d.Input]) -> float | None:
         cid = self.call_id
         match action:
-            case d.Say(utterance_id=u, phrase=phrase, text=text, interruptible=i):
+            case d.Say(utterance_id=u, phrase=phrase, text=text, interruptible=i, speed=speed):
                 say = schemas.Say(
                     call_id=cid,
                     ts=time.time(),
+                    epoch=self.epoch,
                     utterance_id=u,
                     phrase=phrase,
                     text=text,
                     interruptible=i,
+                    speed=speed,
                 )
                 await self.bus.publish(subjects.say(cid), say, msg_id=f"{cid}:say:{u}")
                 return say.ts
@@ -366,14 +416,17 @@ class CallBrain:
             case d.CancelTimer(name=name):
                 self._cancel(name)
             case d.Flush(utterance_id=u):
-                flush = schemas.Flush(call_id=cid, ts=time.time(), utterance_id=u)
-                await self.bus.publish(subjects.control(cid), flush)
+                flush = schemas.Flush(call_id=cid, ts=time.time(), epoch=self.epoch, utterance_id=u)
+                msg_id = f"{cid}:flush:{self.snapshot.turn}:{u}"
+                await self.bus.publish(subjects.control(cid), flush, msg_id=msg_id)
             case d.FindCustomer(phone=phone):
                 follow_ups.append(d.CustomerResult(await self._lookup(phone)))
             case d.FindTechnician(category=category):
                 target = None
                 if self.store is not None:
-                    target = await _quiet(self.store.find_technician(category), cid)
+                    target = await _quiet(
+                        self.store.find_technician(category), cid, LOOKUP_TIMEOUT_S
+                    )
                 follow_ups.append(d.TechnicianResult(target is not None, target or "technicians"))
             case d.OpenTicket(category=category, summary=summary, status=status):
                 number = await self._open_ticket(category, summary, status)
@@ -382,32 +435,57 @@ class CallBrain:
                 control: schemas.Control
                 if how.startswith("transfer"):
                     target = how.partition(":")[2] or "technicians"
-                    control = schemas.Transfer(call_id=cid, ts=time.time(), target=target)
+                    control = schemas.Transfer(
+                        call_id=cid, ts=time.time(), epoch=self.epoch, target=target
+                    )
                 else:
-                    control = schemas.HangupCall(call_id=cid, ts=time.time(), reason=reason)
+                    control = schemas.HangupCall(
+                        call_id=cid, ts=time.time(), epoch=self.epoch, reason=reason
+                    )
                 await self.bus.publish(subjects.control(cid), control, msg_id=f"{cid}:end")
-            case d.RecordOutcome(outcome=outcome):
-                if self.store is not None:
-                    await _quiet(self.store.call_outcome(cid, outcome, self.ended), cid)
+            case d.RecordOutcome():
+                pass  # in the decision's actions: the archiver projects it
         return None
 
-    async def _open_ticket(self, category: str | None, summary: str, status: str) -> str:
-        if self.store is not None:
-            number = await _quiet(
-                self.store.open_ticket(
-                    self.call_id,
-                    customer_id=self.snapshot.customer_id,
-                    category=category,
-                    summary=summary,
-                    status=status,
-                ),
-                self.call_id,
-            )
-            if number is not None:
-                return str(number)
-        # No database (or it failed): a number derived from the call id, still unique enough
-        # for the caller to quote; the summary is in the decision events for the archiver.
-        return str(int(self.call_id.replace("-", "")[:8], 16) % 900_000 + 100_000)
+    async def _open_ticket(self, category: str | None, summary: str, status: str) -> str | None:
+        """Record the ticket (durably, as an event), then ask the database for its number.
+
+        Returns the number, or None when the database could not give one in time: the
+        archiver creates the ticket from the `requested` event once the database is back.
+        """
+        cid = self.call_id
+        customer_id = self.snapshot.customer_id
+        requested = schemas.Ticket(
+            call_id=cid,
+            ts=time.time(),
+            epoch=self.epoch,
+            state="requested",
+            category=category,
+            summary=summary,
+            status=status,
+            customer_id=customer_id,
+        )
+        turn = self.snapshot.turn
+        await self.bus.publish(
+            subjects.event(cid, "ticket"), requested, msg_id=f"{cid}:ticket:{turn}:requested"
+        )
+        if self.store is None:
+            return None
+        number = await _quiet(
+            self.store.open_ticket(
+                cid, customer_id=customer_id, category=category, summary=summary, status=status
+            ),
+            cid,
+            TICKET_TIMEOUT_S,
+        )
+        if number is None:
+            log.warning("[%s] ticket recorded, number pending (database unavailable)", cid)
+            return None
+        opened = msgspec.structs.replace(requested, ts=time.time(), state="opened", number=number)
+        await self.bus.publish(
+            subjects.event(cid, "ticket"), opened, msg_id=f"{cid}:ticket:{turn}:opened"
+        )
+        return str(number)
 
     def _fire(self, name: str) -> None:
         self.timers.pop(name, None)
@@ -419,10 +497,12 @@ class CallBrain:
             handle.cancel()
 
 
-async def _quiet(coro: Any, call_id: str) -> Any:
-    """Database trouble must not stop the dialog: log it and carry on without the result."""
+async def _quiet(coro: Any, call_id: str, timeout_s: float) -> Any:
+    """Database trouble must not stop the dialog: within `timeout_s` (the pool's connection
+    attempts included), or log it and carry on without the result."""
     try:
-        return await coro
+        async with asyncio.timeout(timeout_s):
+            return await coro
     except Exception as e:
-        log.warning("[%s] database call failed: %s", call_id, e)
+        log.warning("[%s] database call failed: %r", call_id, e)
         return None

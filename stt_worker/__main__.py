@@ -11,7 +11,7 @@ from prometheus_client import start_http_server
 from events import env
 from events.bus import Bus
 from events.env import ConfigError
-from events.runtime import setup_logging, wait_for_signal
+from events.runtime import mark_ready, setup_logging, wait_for_signal
 from events.streams import ensure_streams
 from stt_worker.config import SttConfig
 from stt_worker.model_store import ModelMissing
@@ -23,15 +23,16 @@ log = logging.getLogger("stt_worker")
 async def run(cfg: SttConfig) -> None:
     bus = await Bus.connect(cfg.nats_url, "stt_worker")
     await ensure_streams(bus.js)
-    if cfg.metrics_port:
-        start_http_server(cfg.metrics_port)
     worker = SttWorker(cfg, bus)
     await worker.start()
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port)
     log.info(
         "stt_worker up: provider %s, %d inference process(es)",
         worker.provider_name,
         worker.pool_workers,
     )
+    mark_ready()
     log.info("stt_worker stopping on %s", await wait_for_signal())
     await worker.stop()
     await bus.close()

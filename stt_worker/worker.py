@@ -1,10 +1,11 @@
 """The STT worker: claims calls, streams their audio into the provider, publishes transcripts.
 
-Each call is owned by one instance through the `stt_worker` claim consumer. The owner reads the
-call's `audio.in` from the AUDIO stream, feeds the provider, and publishes what it hears on
-`call.<id>.transcript` with a per-call monotonic `seq` (the `Nats-Msg-Id` is `<id>:stt:<seq>`,
-so a retried publish is stored once). A takeover resumes after the last transcript the dead
-owner published, re-reads the audio from there, and publishes a `gap` first.
+Each call is owned by one instance through the `stt_worker` claim consumer (events/claims.py).
+The owner reads the call's `audio.in` from the AUDIO stream, feeds the provider, and publishes
+what it hears on `call.<id>.transcript` with a per-call monotonic `seq` and its claim epoch (the
+`Nats-Msg-Id` is `<id>:stt:<epoch>:<seq>`, so a retried publish is stored once, and a stale
+owner's transcripts never collide with the new owner's). A takeover resumes after the last
+transcript the dead owner published, re-reads the audio from there, and publishes a `gap` first.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any, Final
 from nats.js.errors import NotFoundError
 
 from events import audio, codec, schemas, streams, subjects
-from events.bus import Bus, CallClaims
+from events.bus import Bus
+from events.claims import CallClaims, Claim
 from stt_worker import metrics
 from stt_worker.config import SttConfig
 from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout, SttProvider
@@ -104,20 +106,14 @@ def resume_point(last: Any) -> float:
 class CallTranscriber:
     """One call, from claim to the end of its audio."""
 
-    def __init__(
-        self,
-        bus: Bus,
-        provider: SttProvider,
-        config: SttConfig,
-        started: schemas.Started,
-        takeover: bool,
-    ) -> None:
+    def __init__(self, bus: Bus, provider: SttProvider, config: SttConfig, claim: Claim) -> None:
         self.bus = bus
         self.provider = provider
         self.config = config
-        self.started = started
-        self.takeover = takeover
-        self.cid = started.call_id
+        self.claim = claim
+        self.started = claim.started
+        self.takeover = claim.takeover
+        self.cid = claim.call_id
         self.seq = 0
         self.resume_from = 0.0
         self.covered_to = 0.0  # call-audio time up to which transcripts cover the call
@@ -127,7 +123,7 @@ class CallTranscriber:
         self._queue: asyncio.Queue[audio.AudioIn | None] = asyncio.Queue()
         self._last_audio_at = time.monotonic()
         self._last_pending = 0
-        self._gap_sent = not takeover
+        self._gap_sent = not self.takeover
 
     async def run(self) -> None:
         start_time = await self._prepare()
@@ -246,7 +242,13 @@ class CallTranscriber:
 
     def _common(self) -> dict[str, Any]:
         seq, self.seq = self.seq, self.seq + 1
-        return {"call_id": self.cid, "ts": time.time(), "provider": self.provider.name, "seq": seq}
+        return {
+            "call_id": self.cid,
+            "ts": time.time(),
+            "epoch": self.claim.epoch,
+            "provider": self.provider.name,
+            "seq": seq,
+        }
 
     def _to_event(self, heard: Heard) -> schemas.Transcript | None:
         tl = self.timeline
@@ -317,7 +319,9 @@ class CallTranscriber:
     async def _publish(self, event: schemas.Transcript) -> None:
         try:
             await self.bus.publish(
-                subjects.transcript(self.cid), event, msg_id=f"{self.cid}:stt:{event.seq}"
+                subjects.transcript(self.cid),
+                event,
+                msg_id=f"{self.cid}:stt:{event.epoch}:{event.seq}",
             )
             metrics.TRANSCRIPTS.labels(self.provider.name, codec.tag_of(event)).inc()
         except Exception as e:
@@ -329,6 +333,7 @@ class CallTranscriber:
         error = schemas.Error(
             call_id=self.cid,
             ts=time.time(),
+            epoch=self.claim.epoch,
             source="stt",
             code=code,
             message=message,
@@ -401,11 +406,11 @@ class SttWorker:
             pool, vad=vad, prompt=cfg.whisper_prompt, timeout_s=cfg.api_timeout_s
         )
 
-    async def _on_call(self, started: schemas.Started, takeover: bool) -> None:
+    async def _on_call(self, claim: Claim) -> None:
         assert self._provider is not None
         metrics.CALLS_ACTIVE.inc()
         try:
-            await CallTranscriber(self.bus, self._provider, self.config, started, takeover).run()
+            await CallTranscriber(self.bus, self._provider, self.config, claim).run()
         finally:
             metrics.CALLS_ACTIVE.dec()
 

@@ -25,6 +25,7 @@ class TtsConfig:
     espeak_rate: int
     nats_url: str
     pool_workers: int | None  # None: one per CPU
+    metrics_port: int = 9094  # `python -m tts_worker`; 0: not served
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TtsConfig:
@@ -53,4 +54,5 @@ class TtsConfig:
             espeak_rate=env.get_int("ESPEAK_RATE", 160, environ, minimum=80),
             nats_url=env.get_str("NATS_URL", "nats://127.0.0.1:4222", environ),
             pool_workers=workers or None,
+            metrics_port=env.get_int("TTS_METRICS_PORT", 9094, environ, minimum=0),
         )

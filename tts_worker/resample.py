@@ -11,6 +11,7 @@ also makes it the safe home for libespeak (global, not thread-safe state).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -18,7 +19,8 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, TypeVar
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Final, TypeVar
 
 import av
 import numpy as np
@@ -28,6 +30,14 @@ from events.audio import SAMPLE_RATE
 log = logging.getLogger("tts_worker.resample")
 
 T = TypeVar("T")
+
+# A sentence of espeak takes milliseconds, a resampled chunk less: a job this slow is stuck.
+JOB_TIMEOUT_S: Final = 3.0
+
+
+class PoolFailure(RuntimeError):
+    """A pool process died or hung; it has been replaced, the job may be tried again."""
+
 
 # --- what runs inside a pool process ----------------------------------------------------------
 
@@ -104,8 +114,33 @@ class AudioPool:
         return next(self._next)
 
     async def run(self, shard: int, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in the shard's process. A process that died or hangs past
+        JOB_TIMEOUT_S is killed and replaced, and the job fails with PoolFailure."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._shards[shard], fn, *args)
+        executor = self._shards[shard]
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(executor, fn, *args), JOB_TIMEOUT_S)
+        except TimeoutError as e:
+            self._replace(shard, executor, f"a job took more than {JOB_TIMEOUT_S:.0f} s")
+            raise PoolFailure(f"audio pool process {shard} hung") from e
+        except BrokenProcessPool as e:
+            self._replace(shard, executor, "its process died")
+            raise PoolFailure(f"audio pool process {shard} died") from e
+
+    def _replace(self, shard: int, executor: ProcessPoolExecutor, why: str) -> None:
+        if shard >= len(self._shards) or self._shards[shard] is not executor:
+            return  # another job already replaced it
+        log.error("audio pool process %d replaced: %s", shard, why)
+        for process in list((getattr(executor, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+        executor.shutdown(wait=False, cancel_futures=True)
+        self._shards[shard] = fresh = self._new_shard()
+        fresh.submit(_ready)  # start its process now, not under the next sentence
+
+    def pids(self) -> list[int]:
+        """Process ids of the pool (fault tests kill them)."""
+        return [pid for ex in self._shards for pid in (getattr(ex, "_processes", None) or {})]
 
     def submit(self, shard: int, fn: Callable[..., Any], *args: Any) -> None:
         """Queue work whose result nobody waits for (state clean-up); the executor holds it."""

@@ -26,7 +26,9 @@ from nats.js.errors import NotFoundError
 
 from events import schemas, streams, subjects
 from events.audio import BadAudio, out_headers, parse_out
-from events.bus import Bus, CallClaims
+from events.bus import Bus
+from events.claims import CallClaims, Claim
+from events.fence import Fence
 from events.phrases import PHRASES
 from tts_worker import metrics, phrase_cache
 from tts_worker.config import TtsConfig
@@ -35,7 +37,7 @@ from tts_worker.pronounce import normalise, sentences
 from tts_worker.providers.base import ProviderError, ProviderTimeout
 from tts_worker.providers.espeak import EspeakProvider
 from tts_worker.providers.openai import OpenAIProvider
-from tts_worker.resample import AudioPool, ResampleStream
+from tts_worker.resample import AudioPool, PoolFailure, ResampleStream
 
 log = logging.getLogger("tts_worker")
 
@@ -49,7 +51,7 @@ class NativeVoice(Protocol):
     @property
     def identity(self) -> tuple[str, str, str]: ...
 
-    def speak_native(self, text: str) -> AsyncGenerator[bytes, None]: ...
+    def speak_native(self, text: str, speed: float = 1.0) -> AsyncGenerator[bytes, None]: ...
 
 
 class SentenceCache:
@@ -140,23 +142,25 @@ class TtsWorker:
         if self._own_pool:
             await self.pool.close()
 
-    async def _on_call(self, started: schemas.Started, takeover: bool) -> None:
-        call = CallSpeech(self, started.call_id)
-        self.calls[started.call_id] = call
+    async def _on_call(self, claim: Claim) -> None:
+        call = CallSpeech(self, claim)
+        self.calls[claim.call_id] = call
         metrics.ACTIVE_CALLS.inc()
         try:
-            await call.run(takeover)
+            await call.run(claim.takeover)
         finally:
             metrics.ACTIVE_CALLS.dec()
-            del self.calls[started.call_id]
+            del self.calls[claim.call_id]
 
 
 class _Outlet:
-    """Publishes one utterance: batches of whole frames, a sequence, `last` on the final one."""
+    """Publishes one utterance: batches of whole frames, a sequence, `last` on the final one,
+    stamped with the owner's claim epoch (the edge ignores a stale owner's audio)."""
 
-    def __init__(self, worker: TtsWorker, say: schemas.Say) -> None:
+    def __init__(self, worker: TtsWorker, say: schemas.Say, claim: Claim) -> None:
         self.bus = worker.bus
         self.say = say
+        self.claim = claim
         self.subject = subjects.audio_out(say.call_id)
         self.packer = Packer(worker.batch)
         self.seq = 0
@@ -172,7 +176,9 @@ class _Outlet:
         if self.seq == 0:
             kind = "phrase" if self.say.phrase is not None else "text"
             metrics.FIRST_FRAME.labels(kind).observe(max(0.0, time.time() - self.say.ts))
-        headers = out_headers(self.say.utterance_id, self.seq, last, self.say.interruptible)
+        headers = out_headers(
+            self.say.utterance_id, self.seq, last, self.say.interruptible, self.claim.epoch
+        )
         await self.bus.publish_audio(self.subject, message, headers)
         metrics.AUDIO_OUT_MESSAGES.inc()
         self.seq += 1
@@ -181,10 +187,14 @@ class _Outlet:
 class CallSpeech:
     """Everything one owned call says, in order, until the call ends."""
 
-    def __init__(self, worker: TtsWorker, call_id: str) -> None:
+    def __init__(self, worker: TtsWorker, claim: Claim) -> None:
         self.worker = worker
         self.bus = worker.bus
-        self.call_id = call_id
+        self.claim = claim
+        self.call_id = claim.call_id
+        self.fence = Fence()
+        self.errors = worker.bus.outbox(f"tts-{claim.call_id}")
+        self.error_count = 0
         self.queue: asyncio.Queue[schemas.Say] = asyncio.Queue()
         self.flushed: set[str] = set()
         self.current: tuple[str, asyncio.Task[None]] | None = None
@@ -199,6 +209,7 @@ class CallSpeech:
         finally:
             speaker.cancel()
             await asyncio.gather(speaker, return_exceptions=True)
+            await self.errors.close(timeout_s=5.0)
         log.info("[%s] call ended, %d utterances spoken", self.call_id, self.spoken)
 
     async def _follow(self, takeover: bool) -> None:
@@ -207,6 +218,12 @@ class CallSpeech:
         caught_up = False
         async for env in self.bus.replay(subjects.all_of(self.call_id)):
             match env.event:
+                case schemas.Claimed(service=service, epoch=epoch):
+                    self.fence.claimed(service, epoch)
+                case schemas.Say() as say if not self.fence.allows("brain", say.epoch):
+                    log.warning(
+                        "[%s] ignored say %s of a stale brain", self.call_id, say.utterance_id
+                    )
                 case schemas.Say() as say:
                     if caught_up:
                         self.queue.put_nowait(say)
@@ -287,36 +304,51 @@ class CallSpeech:
                 )
 
     async def _utter(self, say: schemas.Say) -> None:
-        outlet = _Outlet(self.worker, say)
+        outlet = _Outlet(self.worker, say, self.claim)
         if say.phrase is not None:
             metrics.SAYS.labels("phrase").inc()
-            pcm = self.worker.phrases.get(say.phrase)
+            # Cached at the normal pace: a slower reading is synthesized.
+            pcm = self.worker.phrases.get(say.phrase) if say.speed == 1.0 else None
             if pcm is not None:
                 await outlet.push(pcm)
             elif say.phrase in PHRASES:
-                log.warning("[%s] phrase %r not cached, synthesizing", self.call_id, say.phrase)
-                await self._synthesize(PHRASES[say.phrase], outlet)
+                if say.speed == 1.0:
+                    log.warning("[%s] phrase %r not cached, synthesizing", self.call_id, say.phrase)
+                await self._synthesize(PHRASES[say.phrase], outlet, say.speed)
             else:
                 log.error("[%s] unknown phrase %r", self.call_id, say.phrase)
                 self._report("unknown_phrase", f"unknown phrase {say.phrase!r}", retryable=False)
         elif say.text:
             metrics.SAYS.labels("text").inc()
-            await self._synthesize(say.text, outlet)
+            try:
+                await self._synthesize(say.text, outlet, say.speed)
+            except (PoolFailure, ProviderError) as e:
+                # What was spoken stays; the edge must still learn that the utterance is over,
+                # or it would wait for the rest of it before anything else plays.
+                log.error("[%s] utterance %s cut short: %s", self.call_id, say.utterance_id, e)
+                self._report("tts_failed", str(e), retryable=True)
         await outlet.finish()
         self.spoken += 1
         log.debug("[%s] utterance %s: %d messages", self.call_id, say.utterance_id, outlet.seq)
 
-    async def _synthesize(self, text: str, outlet: _Outlet) -> None:
+    async def _synthesize(self, text: str, outlet: _Outlet, speed: float = 1.0) -> None:
         stream: ResampleStream | None = None
         try:
             for sentence in sentences(normalise(text)):
-                async with contextlib.aclosing(self._sentence(sentence)) as audio:
+                async with contextlib.aclosing(self._sentence(sentence, speed)) as audio:
                     async for rate, chunk in audio:
                         if stream is None or stream.in_rate != rate:
                             if stream is not None:
                                 await outlet.push(await stream.finish())
                             stream = self.worker.pool.stream(rate)
-                        await outlet.push(await stream.feed(chunk))
+                        try:
+                            await outlet.push(await stream.feed(chunk))
+                        except PoolFailure as e:
+                            # Its process was replaced: go on in a fresh stream (the filter's
+                            # history is lost, a click at worst, not a missing sentence).
+                            log.warning("[%s] resampling: %s", self.call_id, e)
+                            stream = self.worker.pool.stream(rate)
+                            await outlet.push(await stream.feed(chunk))
             if stream is not None:
                 tail, stream = stream, None
                 await outlet.push(await tail.finish())
@@ -324,7 +356,9 @@ class CallSpeech:
             if stream is not None:
                 stream.close()
 
-    async def _sentence(self, sentence: str) -> AsyncGenerator[tuple[int, bytes], None]:
+    async def _sentence(
+        self, sentence: str, speed: float = 1.0
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
         """One sentence's audio at its native rate: from the LRU, the primary voice, or (after
         a primary failure) the offline voice. A failed sentence of the offline voice is skipped."""
         worker = self.worker
@@ -332,7 +366,7 @@ class CallSpeech:
         if worker.primary is not worker.offline:
             voices += (worker.offline,)
         for voice in voices:
-            key = (sentence, *voice.identity)
+            key = (sentence, *voice.identity, f"speed={speed:g}")
             cached = worker.sentence_cache.get(key)
             if cached is not None:
                 yield voice.native_rate, cached
@@ -340,7 +374,7 @@ class CallSpeech:
             metrics.PROVIDER_REQUESTS.labels(voice.name).inc()
             got: list[bytes] = []
             try:
-                async with contextlib.aclosing(voice.speak_native(sentence)) as chunks:
+                async with contextlib.aclosing(voice.speak_native(sentence, speed)) as chunks:
                     async for chunk in chunks:
                         got.append(chunk)
                         yield voice.native_rate, chunk
@@ -364,15 +398,18 @@ class CallSpeech:
             return
 
     def _report(self, code: str, message: str, *, retryable: bool) -> None:
+        self.error_count += 1
         error = schemas.Error(
             call_id=self.call_id,
             ts=time.time(),
+            epoch=self.claim.epoch,
             source="tts",
             code=code,
             message=message,
             retryable=retryable,
         )
-        self.bus.publish_soon(subjects.event(self.call_id, "error"), error)
+        msg_id = f"{self.call_id}:error:tts:{self.claim.epoch}:{self.error_count}"
+        self.errors.put(subjects.event(self.call_id, "error"), error, msg_id)
 
 
 def _after_resume(backlog: list[schemas.Say], resume: tuple[str, bool] | None) -> list[schemas.Say]:

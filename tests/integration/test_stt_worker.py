@@ -13,6 +13,7 @@ import pytest
 
 from events import audio, schemas, streams, subjects
 from events.bus import Bus
+from events.claims import Claim
 from events.env import ConfigError
 from stt_worker import model_store
 from stt_worker.config import SttConfig
@@ -207,7 +208,9 @@ async def test_provider_failure_publishes_an_error_and_the_call_goes_on(bus: Bus
     cid, now = await start_call(bus)
     started = schemas.Started(call_id=cid, ts=now)
     provider = FlakyProvider()
-    call = CallTranscriber(bus, provider, SttConfig(), started, takeover=False)
+    call = CallTranscriber(
+        bus, provider, SttConfig(), Claim(started=started, epoch=1, takeover=False)
+    )
     task = asyncio.create_task(call.run())
     try:
         await send_audio(bus, cid, bytes(3200 * 5), 7.0, 0)

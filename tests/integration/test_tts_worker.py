@@ -14,6 +14,7 @@ from loopback.openai_speech import OpenAISpeechServer, SpeechScript
 from events import schemas, subjects
 from events.audio import FRAME_BYTES, SAMPLE_RATE, AudioOut, out_headers, parse_out
 from events.bus import Bus
+from events.claims import Claim
 from tts_worker.config import TtsConfig
 from tts_worker.resample import AudioPool
 from tts_worker.worker import CallSpeech, TtsWorker
@@ -250,7 +251,8 @@ async def test_takeover_skips_what_the_previous_owner_published(
     partial = out_headers("u2", 3, last=False)
     await bus.js.publish(subjects.audio_out(call_id), bytes(FRAME_BYTES), headers=partial)
     # No `started` event: the claims loop stays out of it, this instance takes the call over.
-    call = CallSpeech(worker, call_id)
+    started = schemas.Started(call_id=call_id, ts=time.time())
+    call = CallSpeech(worker, Claim(started=started, epoch=2, takeover=True))
     task = asyncio.create_task(call.run(takeover=True))
     try:
         await listener.finished("u3")

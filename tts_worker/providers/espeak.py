@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from tts_worker.providers.base import ProviderError
-from tts_worker.resample import AudioPool, resample_all
+from tts_worker.resample import AudioPool, PoolFailure, resample_all
 
 log = logging.getLogger("tts_worker.providers.espeak")
 
@@ -126,10 +126,17 @@ class EspeakProvider:
         """What makes two syntheses of one text the same audio: (provider, voice, model)."""
         return (self.name, self.voice, f"rate={self.rate}")
 
-    async def speak_native(self, text: str) -> AsyncGenerator[bytes, None]:
-        """`text` at 22050 Hz, for callers that resample a whole utterance continuously."""
+    async def speak_native(self, text: str, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
+        """`text` at 22050 Hz, for callers that resample a whole utterance continuously;
+        `speed` below 1 reads it slower (words per minute scaled)."""
+        rate = max(80, round(self.rate * speed))
         try:
-            pcm = await self.pool.run(self.pool.pick(), synthesize, text, self.voice, self.rate)
+            try:
+                pcm = await self.pool.run(self.pool.pick(), synthesize, text, self.voice, rate)
+            except PoolFailure as e:
+                # The process was replaced: once more, so the caller still hears the sentence.
+                log.warning("espeak: %s; trying the sentence again", e)
+                pcm = await self.pool.run(self.pool.pick(), synthesize, text, self.voice, rate)
         except RuntimeError as e:
             raise ProviderError(f"espeak: {e}") from e
         yield pcm

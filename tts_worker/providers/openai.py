@@ -58,10 +58,15 @@ class OpenAIProvider:
     async def close(self) -> None:
         await self.client.close()
 
-    async def speak_native(self, text: str) -> AsyncGenerator[bytes, None]:
-        """`text` as 24 kHz s16le chunks as they arrive; cancelling closes the HTTP stream."""
+    async def speak_native(self, text: str, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
+        """`text` as 24 kHz s16le chunks as they arrive; cancelling closes the HTTP stream.
+        `speed` is OpenAI's own (0.25-4.0; below 1 when the caller asked us to slow down)."""
         request = self.client.audio.speech.with_streaming_response.create(
-            model=self.model, voice=self.voice, input=text, response_format="pcm"
+            model=self.model,
+            voice=self.voice,
+            input=text,
+            response_format="pcm",
+            speed=min(4.0, max(0.25, speed)),
         )
         try:
             async with contextlib.AsyncExitStack() as stack:
