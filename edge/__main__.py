@@ -16,7 +16,7 @@ from edge.server import EdgeServer
 from events import env
 from events.bus import Bus
 from events.env import ConfigError
-from events.runtime import setup_logging, wait_for_signal
+from events.runtime import mark_ready, setup_logging, wait_for_signal
 from events.streams import ensure_streams
 
 log = logging.getLogger("edge")
@@ -46,7 +46,8 @@ def realtime(priority: int) -> None:
 async def run(cfg: EdgeConfig) -> None:
     bus = await Bus.connect(cfg.nats_url, "edge")
     await ensure_streams(bus.js)
-    start_http_server(cfg.metrics_port)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port)
     server = EdgeServer(cfg, bus)
     api = HttpApi(cfg, server)
     await server.start()
@@ -62,6 +63,7 @@ async def run(cfg: EdgeConfig) -> None:
         cfg.http_port,
         cfg.metrics_port,
     )
+    mark_ready()
     log.info("edge stopping on %s", await wait_for_signal())
     await server.stop(SHUTDOWN_GRACE_S)
     await api.stop()

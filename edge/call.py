@@ -1,9 +1,12 @@
 """One admitted call: caller audio to the bus, bot audio from the bus to the paced writer.
 
-Hot paths are synchronous: `on_message` (from the socket) and `tick` (from the shared ticker)
-never await. Everything bound for NATS goes through one per-call outbox that a task drains in
-order, after `event.started` is acknowledged: a consumer never sees a call's DTMF or playback
-before its start. The call ends exactly once, through `finish`.
+Hot paths are synchronous: `on_message` (from the socket), `tick` (from the shared ticker) and
+the `on_*` deliveries from the server's stream tails never await. Caller audio goes out as core
+publishes from a per-call queue; events go through the call's outbox (ordered, retried until
+acknowledged, `event.started` first, so a consumer never sees a call's DTMF or playback before
+its start). What the pipeline sends is fenced by claim epoch (a stale owner is ignored), and a
+silence guard makes the edge itself say the hold phrase when the bot owes an answer and the
+pipeline is quiet. The call ends exactly once, through `finish`.
 """
 
 from __future__ import annotations
@@ -13,17 +16,18 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import msgspec
-from nats.aio.msg import Msg
 
 from edge import metrics
 from edge.framing import HANGUP_MESSAGE, SAMPLE_RATES, SLIN_HEADER_320, Kind, Message
 from edge.playout import Notice, Playout
 from edge.resample import ToPipelineRate
+from edge.silence_guard import GuardPolicy, SilenceGuard
 from edge.vad import EnergyVad
-from events import audio, schemas, subjects
+from events import audio, codec, schemas, subjects
+from events.fence import Fence
 
 if TYPE_CHECKING:
     from edge.config import EdgeConfig
@@ -33,7 +37,8 @@ log = logging.getLogger("edge.call")
 
 DTMF_DIGITS: Final = frozenset("0123456789*#ABCD")
 MAX_WRITE_BUFFER: Final = 64 * 1024  # ~10 s of frames: the peer stopped reading
-MAX_OUTBOX: Final = 2000  # items waiting for NATS; beyond it caller audio is dropped
+MAX_OUTBOX: Final = 2000  # caller audio messages waiting for NATS; beyond it audio is dropped
+LOCAL: Final = "edge-"  # utterance ids of the phrases the edge plays itself
 FRAME_S: Final = audio.FRAME_MS / 1000
 CLOCK_SKEW: Final = 0.01
 # Caller audio that may queue in the socket before the call's first tick (the loop busy with
@@ -55,13 +60,6 @@ class CallFailed(Exception):
 class _Audio:
     pcm: bytes
     headers: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class _Event:
-    subject: str
-    event: msgspec.Struct
-    msg_id: str | None = None
 
 
 class Call:
@@ -86,15 +84,23 @@ class Call:
         self.in_bytes = 0  # 8 kHz caller audio, after resampling
         self.finished = False
         self.outcome = "hangup"
+        self.fence = Fence()
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
         self._wall0 = time.time()
         self._resample = ToPipelineRate()
-        self._vad = (
-            EnergyVad(threshold_dbfs=cfg.vad_threshold_dbfs, min_speech_ms=cfg.vad_min_speech_ms)
-            if cfg.bargein_vad
-            else None
+        self._vad = EnergyVad(
+            threshold_dbfs=cfg.vad_threshold_dbfs,
+            min_speech_ms=cfg.vad_min_speech_ms,
+            hangover_ms=cfg.vad_hangover_ms,
         )
+        self._bargein_vad = cfg.bargein_vad
+        self.guard = SilenceGuard(
+            GuardPolicy(hold_after_s=cfg.hold_after_s, unavailable_after_s=cfg.unavailable_after_s),
+            self._t0,
+        )
+        self._unavailable_outcome = cfg.unavailable_outcome
+        self._local_seq = 0
         self._batch_bytes = cfg.audio_in_batch_ms * audio.FRAME_BYTES // audio.FRAME_MS
         self._batch = bytearray()
         self._batch_ts = 0.0
@@ -103,6 +109,8 @@ class Call:
         self._batch_max_age = cfg.audio_in_batch_ms // audio.FRAME_MS + 1
         self._in_seq = 0
         self._dtmf_seq = 0
+        self._bargeins = 0
+        self._errors = 0
         self._inbound_s = 0.0  # caller media received, for the flood bound
         # The flood clock starts at the call's first tick: audio that queued in the socket while
         # the loop was busy setting the call up is a backlog, not a flood.
@@ -112,47 +120,17 @@ class Call:
         self._closing: tuple[str, str] | None = None  # (outcome, reason) once asked to end
         self._drain_deadline = 0.0
         self._drain_max_s = cfg.hangup_drain_max_s
-        self._outbox: deque[_Audio | _Event | None] = deque()
+        self._audio_out: deque[_Audio | None] = deque()
         self._wake = asyncio.Event()
-        self._subs: list[Any] = []
+        self.events = self.bus.outbox(f"edge-{call_id}")
         self.task: asyncio.Task[None] | None = None
-        self.listening = asyncio.Event()  # subscribed to audio.out, control and say
 
     # --- life cycle ----------------------------------------------------------------------
 
     def start(self) -> None:
+        """Pace frames from now on; announce the call (first in its outbox, so first on the
+        bus, retried until acknowledged: without it no worker would ever claim the call)."""
         self.server.ticker.add(self)
-        self.task = asyncio.create_task(self._run(), name=f"edge-call-{self.id}")
-
-    async def _run(self) -> None:
-        try:
-            await self._announce()
-            await self._drain_outbox()
-        finally:
-            for sub in self._subs:
-                try:
-                    await sub.unsubscribe()
-                except Exception as e:  # a closed connection has nothing left to unsubscribe
-                    log.debug("[%s] unsubscribe: %s", self.id, e)
-
-    async def _announce(self) -> None:
-        """Subscribe, then publish event.started: whatever the pipeline sends in answer to
-        started (say, control) finds the subscriptions in place, even within a millisecond."""
-        nc = self.bus.nc
-        try:
-            for subject, handler in (
-                (subjects.audio_out(self.id), self._on_audio_out),
-                (subjects.control(self.id), self._on_control),
-                (subjects.say(self.id), self._on_say),
-            ):
-                self._subs.append(await nc.subscribe(subject, cb=handler))
-        except Exception as e:
-            # Without its subscriptions the bot cannot speak: the caller would hear silence,
-            # so end the call rather than hold it.
-            log.error("[%s] could not subscribe to the bot's audio and control: %r", self.id, e)
-            self.finish(by="edge", reason="bus_unavailable")
-        else:
-            self.listening.set()
         started = schemas.Started(
             call_id=self.id,
             ts=self._wall0,
@@ -160,43 +138,40 @@ class Call:
             peer=self.peer,
             edge=self.server.config.edge_id,
         )
-        try:
-            await self.bus.publish(
-                subjects.event(self.id, "started"), started, msg_id=f"{self.id}:started"
-            )
-        except Exception as e:
-            # The call still gets paced frames; the pipeline will not know it until NATS is back.
-            log.error("[%s] could not publish event.started: %r", self.id, e)
+        self._event("started", started, f"{self.id}:started")
+        self.task = asyncio.create_task(self._run(), name=f"edge-call-{self.id}")
 
-    async def _drain_outbox(self) -> None:
+    async def _run(self) -> None:
+        try:
+            await self._drain_audio()
+        finally:
+            await self.events.close(timeout_s=self.server.config.outbox_close_s)
+
+    async def _drain_audio(self) -> None:
+        subject = subjects.audio_in(self.id)
         while True:
-            while self._outbox:
-                item = self._outbox.popleft()
+            while self._audio_out:
+                item = self._audio_out.popleft()
                 if item is None:
                     return
-                if isinstance(item, _Audio):
-                    try:
-                        await self.bus.publish_audio(
-                            subjects.audio_in(self.id), item.pcm, item.headers
-                        )
-                    except Exception as e:
-                        log.warning("[%s] audio.in publish failed: %r", self.id, e)
-                else:
-                    self.bus.publish_soon(item.subject, item.event, msg_id=item.msg_id)
+                try:
+                    await self.bus.publish_audio(subject, item.pcm, item.headers)
+                except Exception as e:
+                    log.warning("[%s] audio.in publish failed: %r", self.id, e)
             self._wake.clear()
             await self._wake.wait()
 
-    def _post(self, item: _Audio | _Event | None) -> None:
-        if isinstance(item, _Audio) and len(self._outbox) >= MAX_OUTBOX:
+    def _post_audio(self, item: _Audio | None) -> None:
+        if item is not None and len(self._audio_out) >= MAX_OUTBOX:
             log.warning(
                 "[%s] NATS is not keeping up: dropped %d B of caller audio", self.id, len(item.pcm)
             )
             return
-        self._outbox.append(item)
+        self._audio_out.append(item)
         self._wake.set()
 
-    def _event(self, kind: str, event: msgspec.Struct, msg_id: str | None = None) -> None:
-        self._post(_Event(subjects.event(self.id, kind), event, msg_id))
+    def _event(self, kind: str, event: msgspec.Struct, msg_id: str) -> None:
+        self.events.put(subjects.event(self.id, kind), event, msg_id)
 
     # --- from the caller -----------------------------------------------------------------
 
@@ -240,31 +215,37 @@ class Call:
         metrics.FRAMES_IN.inc(len(pcm) / audio.FRAME_BYTES)
         if len(self._batch) >= self._batch_bytes:
             self._flush_batch()
-        if self._vad is not None:
-            self._check_bargein(pcm)
+        match self._vad.feed(pcm):
+            case "onset":
+                self.guard.caller_started()
+                if self._bargein_vad:
+                    self._barge_in()
+            case "offset":
+                self.guard.caller_stopped(self._loop.time())
 
     def _flush_batch(self) -> None:
         if not self._batch:
             return
         headers = audio.in_headers(self._in_seq, self._batch_ts, self._batch_t)
-        self._post(_Audio(bytes(self._batch), headers))
+        self._post_audio(_Audio(bytes(self._batch), headers))
         self._in_seq += 1
         self._batch.clear()
         self._batch_age = 0
 
-    def _check_bargein(self, pcm: bytes) -> None:
-        assert self._vad is not None
-        speaking = self._vad.feed(pcm)
+    def _barge_in(self) -> None:
         utterance = self.playout.playing_interruptible()
-        if not speaking or utterance is None:
+        if utterance is None:
             return
         # Only the utterance being heard: a non-interruptible one queued after it still plays.
         notices, dropped = self.playout.flush(utterance, reason="bargein")
         metrics.BARGEINS.inc()
         metrics.FLUSHES.labels("vad").inc()
         log.info("[%s] barge-in over %s: dropped %d queued frames", self.id, utterance, dropped)
+        self._bargeins += 1
         self._event(
-            "bargein", schemas.BargeIn(call_id=self.id, ts=time.time(), utterance_id=utterance)
+            "bargein",
+            schemas.BargeIn(call_id=self.id, ts=time.time(), utterance_id=utterance),
+            f"{self.id}:bargein:{self._bargeins}",
         )
         self._publish_notices(notices)
 
@@ -274,21 +255,23 @@ class Call:
             raise CallFailed("bad_dtmf", f"DTMF payload {payload!r} is not a DTMF digit")
         self._dtmf_seq += 1
         log.info("[%s] DTMF digit received", self.id)
+        self.guard.caller_stopped(self._loop.time())
         self._event(
-            "dtmf", schemas.Dtmf(call_id=self.id, ts=time.time(), digit=digit, seq=self._dtmf_seq)
+            "dtmf",
+            schemas.Dtmf(call_id=self.id, ts=time.time(), digit=digit, seq=self._dtmf_seq),
+            f"{self.id}:dtmf:{self._dtmf_seq}",
         )
 
-    # --- from the bus ----------------------------------------------------------------------
+    # --- from the pipeline (the server's stream tails) ---------------------------------------
 
-    async def _on_audio_out(self, msg: Msg) -> None:
-        try:
-            out = audio.parse_out(msg.headers, msg.data)
-        except audio.BadAudio as e:
-            metrics.DROPPED_OUT.labels("bad_message").inc()
-            log.warning("[%s] skipped bad audio.out message: %s", self.id, e)
+    def on_claimed(self, claimed: schemas.Claimed) -> None:
+        self.fence.claimed(claimed.service, claimed.epoch)
+
+    def on_audio_out(self, out: audio.AudioOut) -> None:
+        if self.finished or not self._current("tts_worker", out.epoch, out.utterance_id):
             return
-        if self.finished:
-            return
+        if not out.utterance_id.startswith(LOCAL):
+            self._stop_local_phrases()  # the real answer is here: no more "un instant"
         offered = len(out.pcm) // audio.FRAME_BYTES
         overflow, late = self.playout.overflow_frames, self.playout.late_frames
         self.playout.push(out.utterance_id, out.pcm, last=out.last, interruptible=out.interruptible)
@@ -300,17 +283,22 @@ class Call:
         if self.playout.late_frames != late:
             metrics.DROPPED_OUT.labels("late").inc(offered)
 
-    async def _on_say(self, msg: Msg) -> None:
-        env = self.bus.decode(msg)
-        if env is not None and isinstance(env.event, schemas.Say) and not self.finished:
-            # Known before its audio: a hang-up waits for it instead of clipping the goodbye.
-            self.playout.expect(env.event.utterance_id, interruptible=env.event.interruptible)
-
-    async def _on_control(self, msg: Msg) -> None:
-        env = self.bus.decode(msg)
-        if env is None or self.finished:
+    def on_say(self, say: schemas.Say) -> None:
+        if self.finished or not self._current("brain", say.epoch, say.utterance_id):
             return
-        match env.event:
+        # Known before its audio: a hang-up waits for it instead of clipping the goodbye.
+        self.playout.expect(say.utterance_id, interruptible=say.interruptible)
+
+    def on_decision(self, decision: schemas.Decision) -> None:
+        if self.finished or not self._current("brain", decision.epoch, f"turn {decision.turn}"):
+            return
+        says = any(a.startswith("say") for a in decision.actions)
+        self.guard.decided(decision.trigger, says)
+
+    def on_control(self, control: schemas.Control) -> None:
+        if self.finished or not self._current("brain", control.epoch, codec.tag_of(control)):
+            return
+        match control:
             case schemas.Flush(utterance_id=utterance_id):
                 notices, dropped = self.playout.flush(utterance_id)
                 metrics.FLUSHES.labels("control").inc()
@@ -326,6 +314,21 @@ class Call:
             case schemas.Transfer(target=target):
                 self.close_after_playout(f"transfer:{target}", "transfer")
 
+    def _current(self, service: str, epoch: int, what: str) -> bool:
+        """Is this from the call's current owner of `service`? A stale owner is ignored."""
+        if self.fence.allows(service, epoch):
+            return True
+        metrics.STALE_DROPPED.labels(service).inc()
+        log.warning(
+            "[%s] ignored %s from a stale %s (epoch %d < %d)",
+            self.id,
+            what,
+            service,
+            epoch,
+            self.fence.epoch(service),
+        )
+        return False
+
     def close_after_playout(self, outcome: str, reason: str) -> None:
         """End the call once the queued and announced audio has played (bounded)."""
         if self._closing is None:
@@ -339,20 +342,66 @@ class Call:
             self._closing = (outcome, reason)
             self._drain_deadline = self._loop.time() + self._drain_max_s
 
+    # --- the edge's own phrases, when the pipeline is silent --------------------------------
+
+    def _guard(self, now: float) -> None:
+        match self.guard.due(now):
+            case "hold":
+                self._play_local("hold")
+            case "unavailable":
+                self._stop_local_phrases()
+                log.error(
+                    "[%s] the pipeline did not answer for %.0f s: unavailable phrase, then %s",
+                    self.id,
+                    self.guard.policy.unavailable_after_s,
+                    self._unavailable_outcome,
+                )
+                self._errors += 1
+                self._event(
+                    "error",
+                    schemas.Error(
+                        call_id=self.id,
+                        ts=time.time(),
+                        source="edge",
+                        code="pipeline_silent",
+                        message=f"no answer for {self.guard.policy.unavailable_after_s:.0f} s",
+                    ),
+                    f"{self.id}:error:edge:{self._errors}",
+                )
+                self._play_local("unavailable")
+                self.close_after_playout(self._unavailable_outcome, "pipeline_silent")
+
+    def _play_local(self, phrase: str) -> None:
+        pcm = self.server.phrases.get(phrase)
+        if not pcm:
+            return  # not cached: nothing to play (said once at start-up)
+        self._local_seq += 1
+        uid = f"{LOCAL}{phrase}-{self._local_seq}"
+        metrics.LOCAL_PHRASES.labels(phrase).inc()
+        log.info("[%s] the pipeline is silent: the edge says %r", self.id, phrase)
+        self.playout.push(uid, pcm, last=True, interruptible=phrase != "unavailable")
+
+    def _stop_local_phrases(self) -> None:
+        for uid in self.playout.utterance_ids():
+            if uid.startswith(LOCAL) and not uid.startswith(f"{LOCAL}unavailable"):
+                notices, _ = self.playout.flush(uid, reason="answered")
+                self._publish_notices(notices)
+
     # --- to the caller ---------------------------------------------------------------------
 
     def tick(self) -> bool:
         """Write this tick's frame (or the hang-up once closing has drained)."""
         if self.finished or self.transport.is_closing():
             return False
+        now = self._loop.time()
         if self._flood_t0 is None:
-            self._flood_t0, self._inbound_base = self._loop.time(), self._inbound_s
-        if self._closing is not None and (
-            self.playout.idle or self._loop.time() >= self._drain_deadline
-        ):
+            self._flood_t0, self._inbound_base = now, self._inbound_s
+        if self._closing is not None and (self.playout.idle or now >= self._drain_deadline):
             outcome, reason = self._closing
             self.finish(by="bot", reason=reason, outcome=outcome)
             return False
+        if self._closing is None:
+            self._guard(now)
         underruns = self.playout.underruns
         frame, notices = self.playout.next_frame()
         self.transport.write(SLIN_HEADER_320 + frame)
@@ -371,33 +420,55 @@ class Call:
 
     def _publish_notices(self, notices: list[Notice]) -> None:
         now = time.time()
+        loop_now = self._loop.time()
         for n in notices:
+            local = n.utterance_id.startswith(LOCAL)
+            origin = "edge" if local else "tts"
             event: schemas.Playback
             match n.state:
                 case "started":
+                    if local:
+                        self.guard.local_started()
+                    else:
+                        self.guard.pipeline_started()
                     event = schemas.PlaybackStarted(
-                        call_id=self.id, ts=now, utterance_id=n.utterance_id
+                        call_id=self.id, ts=now, utterance_id=n.utterance_id, origin=origin
                     )
                 case "finished":
+                    self._playback_ended(local, loop_now)
                     event = schemas.PlaybackFinished(
-                        call_id=self.id, ts=now, utterance_id=n.utterance_id, frames=n.frames
+                        call_id=self.id,
+                        ts=now,
+                        utterance_id=n.utterance_id,
+                        frames=n.frames,
+                        origin=origin,
                     )
                 case "interrupted":
+                    if n.frames:  # it had started playing
+                        self._playback_ended(local, loop_now)
                     event = schemas.PlaybackInterrupted(
                         call_id=self.id,
                         ts=now,
                         utterance_id=n.utterance_id,
                         frames=n.frames,
                         reason=n.reason,
+                        origin=origin,
                     )
             msg_id = f"{self.id}:playback:{n.utterance_id}:{n.state}"
-            self._post(_Event(subjects.playback(self.id), event, msg_id))
+            self.events.put(subjects.playback(self.id), event, msg_id)
+
+    def _playback_ended(self, local: bool, now: float) -> None:
+        if local:
+            self.guard.local_ended(now)
+        else:
+            self.guard.pipeline_ended(now)
 
     # --- the end ---------------------------------------------------------------------------
 
     def fail(self, error: CallFailed) -> None:
         metrics.PROTOCOL_ERRORS.labels(error.code).inc()
         log.warning("[%s] ending call on protocol error %s: %s", self.id, error.code, error)
+        self._errors += 1
         self._event(
             "error",
             schemas.Error(
@@ -408,6 +479,7 @@ class Call:
                 message=f"{error.code}: {error}",
                 retryable=False,
             ),
+            f"{self.id}:error:edge:{self._errors}",
         )
         self.finish(by="edge", reason=f"protocol:{error.code}", send_hangup=False)
 
@@ -453,7 +525,7 @@ class Call:
             ),
             f"{self.id}:ended",
         )
-        self._post(None)
+        self._post_audio(None)
         log.info(
             "[%s] call ended by %s (%s), outcome %s, %.1f s, %d frames out, %d underruns",
             self.id,

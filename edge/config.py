@@ -28,6 +28,7 @@ class EdgeConfig:
     edge_id: str = ""
     audio_in_batch_ms: int = 20  # caller audio per audio.in message
     uuid_timeout_s: float = 2.0  # Asterisk sends the UUID within ms; 2 s is its own watchdog
+    frame_timeout_s: float = 2.0  # a message whose bytes stop arriving mid-way ends the call
     prebuffer_ms: int = 40  # jitter queue filled before an utterance starts
     max_queued_out_s: float = 120.0  # bot audio queued per call before frames are refused
     inbound_max_ahead_s: float = 1.0  # caller audio allowed ahead of real time before "flood"
@@ -36,6 +37,11 @@ class EdgeConfig:
     bargein_vad: bool = False  # cut interruptible utterances on local voice activity
     vad_threshold_dbfs: float = -35.0
     vad_min_speech_ms: int = 60
+    vad_hangover_ms: int = 300  # quiet after speech that ends a caller line
+    hold_after_s: float = 2.0  # the bot owes an answer and nothing plays: hold phrase
+    unavailable_after_s: float = 12.0  # still nothing: "unavailable" phrase, then the call ends
+    unavailable_outcome: str = "transfer:technicians"  # how, for the dialplan's outcome lookup
+    outbox_close_s: float = 30.0  # how long a finished call's events may wait for NATS
     rt_priority: int = 10  # SCHED_RR priority for the pacing loop; 0: normal scheduling
 
     def __post_init__(self) -> None:
@@ -49,6 +55,18 @@ class EdgeConfig:
         if self.audio_in_batch_ms % 20:
             raise ConfigError(
                 f"AUDIO_IN_BATCH_MS must be a multiple of 20, got {self.audio_in_batch_ms}"
+            )
+        if self.unavailable_after_s <= self.hold_after_s:
+            raise ConfigError(
+                f"EDGE_UNAVAILABLE_AFTER_S ({self.unavailable_after_s}) must exceed "
+                f"EDGE_HOLD_AFTER_S ({self.hold_after_s})"
+            )
+        if not (
+            self.unavailable_outcome == "hangup" or self.unavailable_outcome.startswith("transfer:")
+        ):
+            raise ConfigError(
+                "EDGE_UNAVAILABLE_OUTCOME must be hangup or transfer:<target>, "
+                f"got {self.unavailable_outcome!r}"
             )
         for peer in self.allowed_peers:
             try:
@@ -78,6 +96,7 @@ class EdgeConfig:
             edge_id=envlib.get_str("EDGE_ID", f"{socket.gethostname()}-{os.getpid()}", e),
             audio_in_batch_ms=envlib.get_int("AUDIO_IN_BATCH_MS", 20, e, minimum=20),
             uuid_timeout_s=envlib.get_float("EDGE_UUID_TIMEOUT_S", 2.0, e, minimum=0.05),
+            frame_timeout_s=envlib.get_float("EDGE_FRAME_TIMEOUT_S", 2.0, e, minimum=0.05),
             prebuffer_ms=envlib.get_int("EDGE_PREBUFFER_MS", 40, e, minimum=20),
             max_queued_out_s=envlib.get_float("EDGE_MAX_QUEUED_OUT_S", 120.0, e, minimum=1.0),
             inbound_max_ahead_s=envlib.get_float("EDGE_INBOUND_MAX_AHEAD_S", 1.0, e, minimum=0.1),
@@ -88,6 +107,13 @@ class EdgeConfig:
                 "EDGE_VAD_THRESHOLD_DBFS", -35.0, e, minimum=-120.0
             ),
             vad_min_speech_ms=envlib.get_int("EDGE_VAD_MIN_SPEECH_MS", 60, e, minimum=20),
+            vad_hangover_ms=envlib.get_int("EDGE_VAD_HANGOVER_MS", 300, e, minimum=60),
+            hold_after_s=envlib.get_float("EDGE_HOLD_AFTER_S", 2.0, e, minimum=0.5),
+            unavailable_after_s=envlib.get_float("EDGE_UNAVAILABLE_AFTER_S", 12.0, e, minimum=1.0),
+            unavailable_outcome=envlib.get_str(
+                "EDGE_UNAVAILABLE_OUTCOME", "transfer:technicians", e
+            ),
+            outbox_close_s=envlib.get_float("EDGE_OUTBOX_CLOSE_S", 30.0, e, minimum=0.1),
             rt_priority=envlib.get_int("EDGE_RT_PRIORITY", 10, e, minimum=0),
         )
 

@@ -42,3 +42,16 @@ DROPPED_OUT: Final = Counter(
     "Bot frames dropped: queue full or audio of a flushed/finished utterance",
     ["reason"],
 )
+STALE_DROPPED: Final = Counter(
+    "voicebot_edge_stale_owner_messages_total",
+    "Messages ignored because they came from a worker instance that lost the call (fencing)",
+    ["service"],
+)
+LOCAL_PHRASES: Final = Counter(
+    "voicebot_edge_local_phrases_total",
+    "Cached phrases the edge played itself because the pipeline was silent",
+    ["phrase"],
+)
+ALIVE_BEATS: Final = Counter(
+    "voicebot_edge_alive_beats_total", "Liveness beats naming this edge's calls"
+)

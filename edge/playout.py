@@ -61,6 +61,10 @@ class Playout:
         """Nothing queued and no utterance waiting for more audio."""
         return not self._order
 
+    def utterance_ids(self) -> list[str]:
+        """Utterances queued or playing, in play order."""
+        return [u.id for u in self._order]
+
     def playing_interruptible(self) -> str | None:
         """The utterance being heard, if a barge-in may cut it."""
         if self._order and self._order[0].started and self._order[0].interruptible:

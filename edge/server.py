@@ -1,4 +1,11 @@
-"""The AudioSocket server: accepts Asterisk's connections, admits calls, owns the ticker."""
+"""The AudioSocket server: accepts Asterisk's connections, admits calls, owns the ticker.
+
+What the pipeline sends to the calls (bot audio, say, control, decisions, claims) is read from
+JetStream through two stream tails shared by every call of this edge, so nothing published
+while the edge was cut from NATS is lost: the tails resume after the last message they handed
+over. Every second the edge names its live calls on `voicebot.edge.alive`, so that workers
+release calls whose `ended` never reached them.
+"""
 
 from __future__ import annotations
 
@@ -16,24 +23,37 @@ from edge.framing import HANGUP_MESSAGE, SLIN_HEADER_320, Parser, ProtocolError
 from edge.pacer import Ticker
 from edge.playout import Playout
 from edge.registry import CallRegistry
-from events import audio, subjects
+from events import audio, codec, schemas, streams, subjects
 from events.bus import Bus
+from events.tail import NEW, StreamTail
 
 log = logging.getLogger("edge.server")
 
 BUSY_FALLBACK_S = 0.5  # silence played when the busy phrase is not cached
+# The cached phrases the edge plays by itself: above the call limit, and when the pipeline is
+# silent while the bot owes an answer (see silence_guard.py).
+EDGE_PHRASES = ("busy", "hold", "unavailable")
+ALIVE_EVERY_S = 1.0
+# What the calls need from the CALLS stream (bot audio comes from AUDIO).
+CALL_INPUTS = ("call.*.say", "call.*.control", "call.*.decision", "call.*.event.claimed")
 
 
-def load_busy_phrase(cache_dir: Path) -> bytes:
-    """The cached "all lines busy" phrase, whole 320 B frames of 8 kHz s16le."""
-    path = cache_dir / "busy.raw"
-    try:
-        pcm = path.read_bytes()
-    except OSError:
-        log.warning("no cached busy phrase at %s: callers above the limit hear silence", path)
-        return bytes(int(BUSY_FALLBACK_S * 50) * audio.FRAME_BYTES)
-    pcm = pcm[: len(pcm) // audio.FRAME_BYTES * audio.FRAME_BYTES]
-    return pcm or bytes(audio.FRAME_BYTES)
+def load_phrases(cache_dir: Path) -> dict[str, bytes]:
+    """The edge's cached phrases, whole 320 B frames of 8 kHz s16le; missing ones are said."""
+    phrases = {}
+    for key in EDGE_PHRASES:
+        path = cache_dir / f"{key}.raw"
+        try:
+            pcm = path.read_bytes()
+        except OSError:
+            log.warning("no cached %r phrase at %s: the edge cannot say it", key, path)
+            continue
+        pcm = pcm[: len(pcm) // audio.FRAME_BYTES * audio.FRAME_BYTES]
+        if pcm:
+            phrases[key] = pcm
+    if "busy" not in phrases:
+        phrases["busy"] = bytes(int(BUSY_FALLBACK_S * 50) * audio.FRAME_BYTES)
+    return phrases
 
 
 class BusyCall:
@@ -45,7 +65,7 @@ class BusyCall:
         self.id = call_id
         self.finished = False
         self.playout = Playout()
-        self.playout.push("busy", server.busy_phrase, last=True, interruptible=False)
+        self.playout.push("busy", server.phrases["busy"], last=True, interruptible=False)
 
     def start(self) -> None:
         self.server.ticker.add(self)
@@ -90,6 +110,7 @@ class Connection(asyncio.Protocol):
         self.peer = "?"
         self.call: Call | BusyCall | None = None
         self._uuid_timer: asyncio.TimerHandle | None = None
+        self._frame_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCPTransport implements asyncio.Transport without subclassing it
@@ -120,8 +141,32 @@ class Connection(asyncio.Protocol):
                 raise self.parser.failed
         except ProtocolError as e:
             self._fail(e.code, str(e))
+            return
         except CallFailed as e:
             self._fail(e.code, str(e))
+            return
+        self._watch_partial_frame()
+
+    def _watch_partial_frame(self) -> None:
+        """A message whose remaining bytes never come would hold the call open for ever."""
+        if self.parser.buffered == 0:
+            if self._frame_timer is not None:
+                self._frame_timer.cancel()
+                self._frame_timer = None
+        elif self._frame_timer is None and self.call is not None:
+            loop = asyncio.get_running_loop()
+            self._frame_timer = loop.call_later(
+                self.server.config.frame_timeout_s, self._frame_stalled
+            )
+
+    def _frame_stalled(self) -> None:
+        self._frame_timer = None
+        if self.parser.buffered:
+            self._fail(
+                "incomplete_frame",
+                f"{self.parser.buffered} B of a message, the rest not sent within "
+                f"{self.server.config.frame_timeout_s:.1f} s",
+            )
 
     def eof_received(self) -> bool:
         try:
@@ -171,9 +216,15 @@ class Connection(asyncio.Protocol):
             self.transport.close()
 
     def _cancel_timer(self) -> None:
-        if self._uuid_timer is not None:
-            self._uuid_timer.cancel()
-            self._uuid_timer = None
+        for timer in (self._uuid_timer, self._frame_timer):
+            if timer is not None:
+                timer.cancel()
+        self._uuid_timer = self._frame_timer = None
+
+
+def _call_id_of(subject: str) -> str:
+    """`call.<id>.…` -> `<id>` (a lookup key: a malformed subject simply matches no call)."""
+    return subject.split(".", 2)[1] if subject.count(".") >= 2 else ""
 
 
 def _canonical_or_raw(host: str) -> str:
@@ -195,9 +246,11 @@ class EdgeServer:
         self.calls: dict[str, Call] = {}
         self.busy: set[BusyCall] = set()
         self.connections: set[Connection] = set()
-        self.busy_phrase = b""
+        self.phrases: dict[str, bytes] = {}
         self._server: asyncio.Server | None = None
         self._call_tasks: set[asyncio.Task[None]] = set()
+        self._tails: list[StreamTail] = []
+        self._background: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._stopping = False
 
@@ -218,8 +271,21 @@ class EdgeServer:
         )
 
     async def start(self) -> None:
-        self.busy_phrase = await asyncio.to_thread(load_busy_phrase, self.config.cache_dir)
+        self.phrases = await asyncio.to_thread(load_phrases, self.config.cache_dir)
         loop = asyncio.get_running_loop()
+        # Listen before accepting: a call's first `say` may follow its start within a millisecond.
+        bot_audio = await self.bus.tail(
+            streams.AUDIO, ["call.*.audio.out"], start=NEW, name="edge-audio-out"
+        ).start()
+        inputs = await self.bus.tail(
+            streams.CALLS, list(CALL_INPUTS), start=NEW, name="edge-inputs"
+        ).start()
+        self._tails = [bot_audio, inputs]
+        self._background = [
+            asyncio.create_task(self._deliver_audio(bot_audio), name="edge-deliver-audio"),
+            asyncio.create_task(self._deliver_inputs(inputs), name="edge-deliver-inputs"),
+            asyncio.create_task(self._announce_alive(), name="edge-alive"),
+        ]
         self.ticker.start()
         self._server = await loop.create_server(
             lambda: Connection(self), self.config.host, self.config.port, reuse_address=True
@@ -303,9 +369,59 @@ class EdgeServer:
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), timeout=2.0)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.bus.flush_soon(), timeout=5.0)
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        for tail in self._tails:
+            await tail.close()
         log.info("AudioSocket server stopped")
+
+    # --- from the pipeline --------------------------------------------------------------------
+
+    async def _deliver_audio(self, tail: StreamTail) -> None:
+        async for msg in tail:
+            call = self.calls.get(_call_id_of(msg.subject))
+            if call is None:
+                continue  # another edge's call, or one that ended
+            try:
+                out = audio.parse_out(msg.headers, msg.data)
+            except audio.BadAudio as e:
+                metrics.DROPPED_OUT.labels("bad_message").inc()
+                log.warning("[%s] skipped bad audio.out message: %s", call.id, e)
+                continue
+            call.on_audio_out(out)
+
+    async def _deliver_inputs(self, tail: StreamTail) -> None:
+        async for msg in tail:
+            call = self.calls.get(_call_id_of(msg.subject))
+            if call is None:
+                continue
+            env = self.bus.decode(msg)
+            if env is None:
+                continue
+            match env.event:
+                case schemas.Say() as say:
+                    call.on_say(say)
+                case schemas.Decision() as decision:
+                    call.on_decision(decision)
+                case schemas.Claimed() as claimed:
+                    call.on_claimed(claimed)
+                case schemas.Control() as control:
+                    call.on_control(control)
+
+    async def _announce_alive(self) -> None:
+        """Name this edge's calls every second (core NATS: nothing is stored)."""
+        edge = self.config.edge_id
+        while True:
+            beat = schemas.EdgeAlive(
+                edge=edge, ts=time.time(), interval_s=ALIVE_EVERY_S, calls=tuple(self.calls)
+            )
+            try:
+                await self.bus.nc.publish(subjects.EDGE_ALIVE, codec.encode(beat))
+                metrics.ALIVE_BEATS.inc()
+            except Exception as e:
+                log.debug("liveness beat not sent: %r", e)
+            await asyncio.sleep(ALIVE_EVERY_S)
 
 
 SKIP_LOG_EVERY_S = 10.0

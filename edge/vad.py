@@ -1,48 +1,66 @@
-"""A small energy voice-activity detector for local barge-in (pure, numpy)."""
+"""A small energy voice-activity detector (pure, numpy): when the caller starts and stops.
+
+The edge uses it to know when the caller finished a line (so the bot owes an answer, see
+silence_guard.py) and, when enabled, for local barge-in. It runs for every frame of every call
+on the pacing process, so it costs one dot product per chunk.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 
 FULL_SCALE = 32768.0
 
+Change = Literal["onset", "offset"]
+
 
 def level_dbfs(pcm: bytes) -> float:
     """RMS level of s16le audio in dB full scale (-inf dB for digital silence)."""
-    if len(pcm) < 2:
+    n = len(pcm) // 2
+    if n == 0:
         return -math.inf
-    samples = np.frombuffer(pcm[: len(pcm) // 2 * 2], dtype="<i2").astype(np.float32)
-    rms = float(np.sqrt(np.mean(samples * samples)))
-    return 20 * math.log10(rms / FULL_SCALE) if rms > 0 else -math.inf
+    samples = np.frombuffer(pcm[: n * 2], dtype="<i2").astype(np.float32)
+    power = float(samples @ samples) / n
+    return 10 * math.log10(power / (FULL_SCALE * FULL_SCALE)) if power > 0 else -math.inf
 
 
 class EnergyVad:
-    """Speech = `min_speech_ms` of consecutive audio above `threshold_dbfs`.
+    """Speech starts after `min_speech_ms` of consecutive audio above `threshold_dbfs` and ends
+    after `hangover_ms` below it (the pauses between words are shorter).
 
-    `feed` returns True once per onset (at the chunk that completes the run); it re-arms after
-    a quiet chunk, so one sentence over a long prompt fires once.
+    `feed` returns "onset" or "offset" at the chunk where that happens, else None.
     """
 
-    def __init__(self, *, threshold_dbfs: float = -35.0, min_speech_ms: int = 60) -> None:
+    def __init__(
+        self, *, threshold_dbfs: float = -35.0, min_speech_ms: int = 60, hangover_ms: int = 300
+    ) -> None:
         self.threshold_dbfs = threshold_dbfs
         self.min_speech_s = min_speech_ms / 1000
+        self.hangover_s = hangover_ms / 1000
+        self.speaking = False
         self._loud_s = 0.0
-        self._fired = False
+        self._quiet_s = 0.0
 
-    def feed(self, pcm: bytes, sample_rate: int = 8000) -> bool:
+    def feed(self, pcm: bytes, sample_rate: int = 8000) -> Change | None:
         duration = len(pcm) / 2 / sample_rate
         if level_dbfs(pcm) < self.threshold_dbfs:
             self._loud_s = 0.0
-            self._fired = False
-            return False
+            self._quiet_s += duration
+            if self.speaking and self._quiet_s >= self.hangover_s - 1e-9:
+                self.speaking = False
+                return "offset"
+            return None
+        self._quiet_s = 0.0
         self._loud_s += duration
-        if not self._fired and self._loud_s >= self.min_speech_s - 1e-9:
-            self._fired = True
-            return True
-        return False
+        if not self.speaking and self._loud_s >= self.min_speech_s - 1e-9:
+            self.speaking = True
+            return "onset"
+        return None
 
     def reset(self) -> None:
+        self.speaking = False
         self._loud_s = 0.0
-        self._fired = False
+        self._quiet_s = 0.0

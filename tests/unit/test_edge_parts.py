@@ -47,12 +47,17 @@ def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> N
         EdgeConfig.from_env(env)
 
 
-def test_vad_fires_once_per_onset_after_the_minimum_duration() -> None:
-    vad = EnergyVad(threshold_dbfs=-35, min_speech_ms=60)
+def test_vad_reports_onset_after_the_minimum_and_offset_after_the_hangover() -> None:
+    vad = EnergyVad(threshold_dbfs=-35, min_speech_ms=60, hangover_ms=100)
     loud, quiet = tone(160), bytes(320)
-    assert [vad.feed(loud) for _ in range(5)] == [False, False, True, False, False]
-    assert vad.feed(quiet) is False
-    assert [vad.feed(loud) for _ in range(3)] == [False, False, True]  # re-armed by the pause
+    assert [vad.feed(loud) for _ in range(5)] == [None, None, "onset", None, None]
+    # A pause between words (60 ms) is not the end of the line.
+    assert [vad.feed(quiet) for _ in range(3)] == [None, None, None]
+    assert [vad.feed(loud) for _ in range(2)] == [None, None]
+    assert vad.speaking
+    assert [vad.feed(quiet) for _ in range(5)] == [None, None, None, None, "offset"]
+    assert not vad.speaking
+    assert [vad.feed(loud) for _ in range(3)] == [None, None, "onset"]  # the next line
 
 
 def test_level_of_silence_and_full_scale() -> None:
