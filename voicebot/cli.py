@@ -8,7 +8,6 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from events import env
 from events.runtime import install_uvloop, setup_logging
@@ -29,6 +28,11 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where embedded NATS/PostgreSQL keep their data (default VOICEBOT_DATA_DIR or ./var)",
+    )
+    up.add_argument(
+        "--scale",
+        default=None,
+        help="instances per worker, each its own process: e.g. brain=2,stt_worker=2,tts_worker=2",
     )
 
     call = sub.add_parser("call", help="place a test call like Asterisk's AudioSocket app")
@@ -116,14 +120,20 @@ def main(argv: list[str] | None = None) -> int:
     try:
         match args.command:
             case "up":
+                from voicebot.processes import ScaleError, parse_scale
                 from voicebot.up import up
 
+                try:
+                    scale = parse_scale(args.scale)
+                except ScaleError as e:
+                    print(f"voicebot up: {e}", file=sys.stderr)
+                    return 2
                 data_dir = (
                     args.data_dir or Path(env.get_str("VOICEBOT_DATA_DIR", "var"))
                 ).resolve()
                 data_dir.mkdir(parents=True, exist_ok=True)
                 data_dir.chmod(0o755)  # PostgreSQL's unprivileged user must be able to enter it
-                return asyncio.run(up(data_dir))
+                return asyncio.run(up(data_dir, scale))
             case "call":
                 return asyncio.run(_call(args))
             case "sub":
@@ -252,6 +262,7 @@ async def _call(args: argparse.Namespace) -> int:
         if tracer is not None:
             await asyncio.sleep(0.3)  # let the last events print
             tracer.cancel()
+            await asyncio.gather(tracer, return_exceptions=True)
     print(
         f"Call {result.call_id}: {result.duration_s:.1f} s, {result.frames_in} bot frames "
         f"({result.bot_frames_voiced} voiced), hung up by {result.hung_up_by or '?'}; "
@@ -279,45 +290,41 @@ async def _register_caller(host: str, call_id: str, number: str) -> None:
 
 
 async def _trace(call_id: str) -> None:
-    """Print the bot's side of the call from NATS, when it is reachable."""
-    import nats
-
-    from events import codec, schemas
+    """Print the bot's side of the call from NATS, when it is reachable; across a NATS restart
+    it reconnects and resumes after the last event it printed."""
+    from events import schemas, streams
+    from events.bus import Bus
     from events.phrases import PHRASES
+    from events.tail import NEW
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
     try:
-        nc = await nats.connect(
-            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
-        )
+        bus = await Bus.connect(url, "call", connect_timeout=2)
     except Exception:
         print(f"(no NATS at {url}: only audio is shown)")
         return
-
-    async def on_msg(msg: Any) -> None:
-        try:
-            event = codec.decode_subject(msg.subject, msg.data)
-        except codec.BadMessage:
-            return
-        match event:
-            case schemas.Say(phrase=str(key)):
-                print(f"Bot: {PHRASES.get(key, key)}", flush=True)
-            case schemas.Say(text=str(text)):
-                print(f"Bot: {text}", flush=True)
-            case schemas.Final(text=text):
-                print(f"      (heard: {text!r})", flush=True)
-            case schemas.Decision(state_from=a, state_to=b, intent=intent, slots=slots) if (
-                a != b or intent
-            ):
-                extra = f" {intent} {slots}" if intent else ""
-                print(f"      [{a} -> {b}{extra}]", flush=True)
-
-    sub = await nc.subscribe(f"call.{call_id}.>", cb=on_msg)
     try:
-        await asyncio.Event().wait()
+        async with bus.tail(streams.CALLS, [f"call.{call_id}.>"], start=NEW, name="call") as tail:
+            async for msg in tail:
+                env_ = bus.decode(msg)
+                if env_ is None:
+                    continue
+                match env_.event:
+                    case schemas.Say(phrase=str(key)):
+                        print(f"Bot: {PHRASES.get(key, key)}", flush=True)
+                    case schemas.Say(text=str(text)):
+                        print(f"Bot: {text}", flush=True)
+                    case schemas.Final(text=text):
+                        print(f"      (heard: {text!r})", flush=True)
+                    case schemas.Decision(state_from=a, state_to=b, intent=intent, slots=slots) if (
+                        a != b or intent
+                    ):
+                        extra = f" {intent} {slots}" if intent else ""
+                        print(f"      [{a} -> {b}{extra}]", flush=True)
+                    case schemas.PlaybackStarted(origin="edge", utterance_id=uid):
+                        print(f"      (the edge plays {uid}: the pipeline is silent)", flush=True)
     finally:
-        await sub.unsubscribe()
-        await nc.close()
+        await bus.close()
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import msgspec
 
 from events import codec, schemas, streams, subjects
 from events.bus import Bus, Envelope
+from events.tail import NEW, StreamTail
 from voicebot.dialog_diff import phrase_text
 
 
@@ -173,19 +174,33 @@ async def trace(
         if call_id is not None:
             await _follow_call(bus, call_id, emit, done)
         else:
-
-            async def on_msg(env: Envelope) -> None:
-                emit(env)
-
-            for subject in LIVE_SUBJECTS:
-                await bus.subscribe(subject, on_msg)
-            await bus.nc.flush(timeout=5)
-            if ready is not None:
-                ready.set()
-            await done.wait()
+            # A stream tail rather than plain subscriptions: across a NATS restart it resumes
+            # after the last event printed, so nothing published meanwhile goes missing.
+            async with bus.tail(
+                streams.CALLS, list(LIVE_SUBJECTS), start=NEW, name="trace"
+            ) as tail:
+                if ready is not None:
+                    ready.set()
+                reader = asyncio.create_task(_print_live(bus, tail, emit, done))
+                stop = asyncio.create_task(done.wait())
+                try:
+                    await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for task in (reader, stop):
+                        task.cancel()
+                    await asyncio.gather(reader, stop, return_exceptions=True)
     finally:
         await bus.close()
     return printed
+
+
+async def _print_live(bus: Bus, tail: StreamTail, emit: Any, done: asyncio.Event) -> None:
+    async for msg in tail:
+        env = bus.decode(msg)
+        if env is not None:
+            emit(env)
+        if done.is_set():
+            return
 
 
 async def _follow_call(bus: Bus, call_id: str, emit: Any, done: asyncio.Event) -> None:

@@ -1,8 +1,10 @@
-"""`voicebot up`: the whole system in one process, for development.
+"""`voicebot up`: the whole system on one machine, in its production shape.
 
 Starts its own nats-server and PostgreSQL under `var/` when NATS_URL / DATABASE_URL are unset,
-then the edge, STT worker, brain and TTS worker, each with its own NATS connection as if it were
-its own process. Ctrl-C stops the services, then the servers it started.
+then every service as its own process (`python -m <service>`, several instances of a worker
+with `--scale brain=2,...`): the edge last, once the workers are ready. A worker that exits is
+restarted (its calls were taken over meanwhile). Ctrl-C stops the edge first (calls get their
+goodbye), then the workers, then the servers it started.
 """
 
 from __future__ import annotations
@@ -11,10 +13,7 @@ import asyncio
 import hashlib
 import logging
 import os
-import signal
 import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ import nats
 
 from events import env
 from events.bus import Bus
-from events.runtime import start_metrics, wait_for_signal
+from events.runtime import wait_for_signal
 from events.streams import ensure_streams
+from voicebot.processes import METRICS_PORTS, WORKERS, ServiceProcess, metrics_port, parse_scale
 from voicebot.servers import NatsServer, PostgresServer, ServerError, port_in_use
 
 log = logging.getLogger("voicebot.up")
@@ -180,88 +180,29 @@ def stop_servers(stack: Stack) -> None:
         stack.nats.stop()
 
 
-class EdgeProcess:
-    """The edge in its own process (`python -m edge`): the pipeline's CPU (speech recognition,
-    synthesis) cannot then delay its 20 ms ticker, and it paces at real-time priority when the
-    system allows it (EDGE_RT_PRIORITY). Measured in bench/edge_pacing.py: in-process, p99
-    lateness reached tens of milliseconds at 100 calls; in its own real-time process, under 2 ms.
-    """
-
-    def __init__(self, config: Any) -> None:
-        self.config = config
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, timeout_s: float = 30.0) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "edge",
-            start_new_session=True,  # see NatsServer.start
-        )
-        deadline = time.monotonic() + timeout_s
-        # Asked through the HTTP API, which starts after the AudioSocket server: probing port
-        # 9090 itself would count as a peer that never sent its UUID.
-        while not await self._ready():
-            if self.proc.returncode is not None:
-                raise UpError(f"the edge exited with code {self.proc.returncode} (log above)")
-            if time.monotonic() > deadline:
-                raise UpError(f"the edge was not ready within {timeout_s:.0f} s")
-            await asyncio.sleep(0.05)
-
-    async def _ready(self) -> bool:
-        """GET /ready on the edge's HTTP API: 200 once it listens and has NATS."""
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection("127.0.0.1", self.config.http_port), timeout=1
-            )
-        except (OSError, TimeoutError):
-            return False
-        try:
-            writer.write(b"GET /ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-            status = await asyncio.wait_for(reader.readline(), timeout=2)
-            return status.split()[1:2] == [b"200"]
-        except (OSError, TimeoutError):
-            return False
-        finally:
-            writer.close()
-
-    async def exited(self) -> int:
-        assert self.proc is not None
-        return await self.proc.wait()
-
-    async def stop(self, grace_s: float = 15.0) -> None:
-        """SIGTERM: the edge lets calls finish (their goodbye plays), then hangs up the rest."""
-        if self.proc is None or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout=grace_s)
-        except TimeoutError:
-            log.warning("the edge did not stop in %.0f s: killing it", grace_s)
-            self.proc.kill()
-            await self.proc.wait()
-
-
 @dataclass
 class Services:
-    """The services of one `voicebot up`, in start order, with what they share."""
+    """The service processes of one `voicebot up`: workers first, the edge last."""
 
-    edge_cfg: Any
-    brain_cfg: Any
-    tts_cfg: Any
-    store: Any
-    buses: list[Bus] = field(default_factory=list)
-    started: list[Any] = field(default_factory=list)
-    edge: EdgeProcess | None = None
+    workers: list[ServiceProcess] = field(default_factory=list)
+    edge: ServiceProcess | None = None
+    restarts: int = 0
+
+    @property
+    def all(self) -> list[ServiceProcess]:
+        return [*self.workers, *([self.edge] if self.edge else [])]
 
 
-def _check_ports(edge_cfg: Any, workers_metrics_port: int) -> None:
-    for name, port in (
+def _check_ports(edge_cfg: Any, scale: dict[str, int]) -> None:
+    ports = [
         ("AUDIOSOCKET_PORT", edge_cfg.port),
         ("HTTP_PORT", edge_cfg.http_port),
         ("METRICS_PORT", edge_cfg.metrics_port),
-        ("WORKERS_METRICS_PORT", workers_metrics_port),
-    ):
+    ]
+    for service, count in scale.items():
+        variable, _ = METRICS_PORTS[service]
+        ports += [(variable, metrics_port(service, i, dict(os.environ))) for i in range(count)]
+    for name, port in ports:
         if port and port_in_use(port):
             raise UpError(
                 f"port {port} ({name}) is already in use: is another voicebot running? "
@@ -269,93 +210,124 @@ def _check_ports(edge_cfg: Any, workers_metrics_port: int) -> None:
             )
 
 
-async def _start(stack: Stack, svc: Services) -> None:
-    """Start the workers, then the edge, so the edge never admits a call nobody serves."""
-    from brain.worker import BrainWorker
+def _validate_configs() -> tuple[Any, Any, Any, Any]:
+    """Every service's settings, checked here so a mistake is named before anything starts."""
+    from brain.config import BrainConfig
+    from edge.config import EdgeConfig
     from stt_worker.config import SttConfig
-    from stt_worker.worker import SttWorker
-    from tts_worker.worker import TtsWorker
+    from tts_worker.config import TtsConfig
 
-    async def bus_for(service: str) -> Bus:
-        b = await Bus.connect(stack.nats_url, service)
-        svc.buses.append(b)
-        return b
+    return EdgeConfig.from_env(), SttConfig.from_env(), BrainConfig.from_env(), TtsConfig.from_env()
 
-    await ensure_streams((await bus_for("up")).js)
-    tts = TtsWorker(svc.tts_cfg, await bus_for("tts_worker"))
-    stt = SttWorker(SttConfig.from_env(), await bus_for("stt_worker"))
-    brain = BrainWorker(svc.brain_cfg, await bus_for("brain"), svc.store)
-    for service in (tts, stt, brain):
-        await service.start()
-        svc.started.append(service)
-    svc.edge = EdgeProcess(svc.edge_cfg)
-    await svc.edge.start()
+
+async def _start(stack: Stack, svc: Services, scale: dict[str, int]) -> None:
+    """Start the workers, then the edge, so the edge never admits a call nobody serves."""
+    bus = await Bus.connect(stack.nats_url, "up")
+    try:
+        await ensure_streams(bus.js)
+    finally:
+        await bus.close()
+    svc.workers = [ServiceProcess(service, i) for service in WORKERS for i in range(scale[service])]
+    for proc in svc.workers:
+        await proc.start()
+    try:
+        await asyncio.gather(*(proc.wait_ready() for proc in svc.workers))
+        svc.edge = ServiceProcess("edge")
+        await svc.edge.start()
+        await svc.edge.wait_ready(timeout_s=30.0)
+    except RuntimeError as e:
+        raise UpError(str(e)) from None
 
 
 async def _stop(svc: Services) -> None:
     if svc.edge is not None:
         await svc.edge.stop()  # first: calls in progress get their goodbye
-    for service in reversed(svc.started):
+    await asyncio.gather(*(proc.stop() for proc in svc.workers))
+
+
+async def _supervise(svc: Services) -> str:
+    """Restart a worker that exited (as systemd's Restart=always would: the others took its
+    calls over meanwhile); return when the edge exits, which ends `voicebot up`."""
+    assert svc.edge is not None
+    while True:
+        waiters = {asyncio.ensure_future(p.exited()): p for p in svc.all}
         try:
-            await service.stop()
-        except Exception:
-            log.exception("stopping %s failed", type(service).__name__)
-    if svc.store is not None:
-        await svc.store.close()
-    for b in svc.buses:
-        await b.close()
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in waiters:
+                fut.cancel()
+        for fut in done:
+            proc = waiters[fut]
+            if proc is svc.edge:
+                return f"the edge exited with code {fut.result()} (log above)"
+            print(
+                f"{proc.label} (pid {proc.pid}) exited with code {fut.result()}: restarting it",
+                flush=True,
+            )
+            svc.restarts += 1
+            await asyncio.sleep(1.0)
+            await proc.start()
+            print(f"{proc.label} restarted: pid {proc.pid}", flush=True)
 
 
 async def run_services(
-    stack: Stack, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+    stack: Stack,
+    *,
+    scale: dict[str, int] | None = None,
+    ready: asyncio.Event | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Start the services, print the banner, run until a signal (or `stop`, or the edge dies)."""
-    from brain.config import BrainConfig
-    from brain.store import Store
-    from edge.config import EdgeConfig
-    from tts_worker.config import TtsConfig
-
-    edge_cfg = EdgeConfig.from_env()
-    workers_metrics_port = env.get_int("WORKERS_METRICS_PORT", 9092, minimum=0)
-    svc = Services(edge_cfg, BrainConfig.from_env(), TtsConfig.from_env(), store=None)
-    _check_ports(edge_cfg, workers_metrics_port)
+    """Start the service processes, print the banner, run until a signal (or `stop`, or the
+    edge dies)."""
+    scale = scale or parse_scale(None)
+    configs = _validate_configs()
+    _check_ports(configs[0], scale)
+    svc = Services()
     try:
-        svc.store = await Store.connect(stack.database_url)
-        await _start(stack, svc)
-        if workers_metrics_port:
-            start_metrics(workers_metrics_port)
-        print(banner(stack, svc, workers_metrics_port), flush=True)
+        await _start(stack, svc, scale)
+        print(banner(stack, svc, configs), flush=True)
         if ready is not None:
             ready.set()
-        assert svc.edge is not None
         waiters = {
             asyncio.ensure_future(stop.wait() if stop is not None else wait_for_signal()),
-            asyncio.ensure_future(svc.edge.exited()),
+            asyncio.ensure_future(_supervise(svc)),
         }
-        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for task in pending:
             task.cancel()
-        if svc.edge.proc is not None and svc.edge.proc.returncode is not None:
-            raise UpError(f"the edge exited with code {svc.edge.proc.returncode} (log above)")
+        for task in done:
+            result = task.result()
+            if isinstance(result, str) and result.startswith("the edge"):
+                raise UpError(result)
         print("Stopping: calls in progress get their goodbye, then the servers stop...", flush=True)
     finally:
         await _stop(svc)
 
 
-def banner(stack: Stack, svc: Services, workers_metrics_port: int) -> str:
-    tts, stt = svc.started[0], svc.started[1]
-    edge = svc.edge_cfg
+def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any]) -> str:
+    edge, stt, brain, tts = configs
+    from tts_worker import phrase_cache
+
     line = "=" * 60
+    phrases = len(phrase_cache.load(tts.cache_dir))
+    tts_pool = tts.pool_workers or os.cpu_count() or 1
+    stt_pool = stt.stt_workers if stt.provider == "whisper" else 0
+    processes = [
+        f"  {p.label:<14} pid {p.pid:<7} metrics :{p.port}"
+        if p.port
+        else f"  {p.label:<14} pid {p.pid}"
+        for p in svc.all
+    ]
     rows = [
         line,
         f"AudioSocket Server started on {edge.host}:{edge.port}",
-        f"Cache loaded: {tts.phrases_loaded} phrases",
-        f"Process pool workers: {tts.pool_workers} (TTS) + {stt.pool_workers} (STT)",
+        f"Cache loaded: {phrases} phrases",
+        f"Process pool workers: {tts_pool} (TTS) + {stt_pool} (STT) per instance",
         f"Max concurrent calls: {edge.max_concurrent_calls}",
-        f"HTTP API: http://{edge.http_host}:{edge.http_port}   Metrics: :{edge.metrics_port}"
-        f"/metrics (edge), :{workers_metrics_port}/metrics (workers)",
-        f"Providers: STT {stt.provider_name} · NLU {svc.brain_cfg.nlu_provider} · "
-        f"TTS {svc.tts_cfg.provider}",
+        f"HTTP API: http://{edge.http_host}:{edge.http_port}",
+        f"Providers: STT {stt.provider} · NLU {brain.nlu_provider} · TTS {tts.provider}",
+        "Processes (each may be killed: another instance takes its calls over, and it restarts):",
+        *processes,
         *stack.notes,
         "Place a test call:  .venv/bin/voicebot call",
         "Trace calls live:   .venv/bin/voicebot trace",
@@ -364,7 +336,7 @@ def banner(stack: Stack, svc: Services, workers_metrics_port: int) -> str:
     return "\n".join(rows)
 
 
-async def up(data_dir: Path) -> int:
+async def up(data_dir: Path, scale: dict[str, int] | None = None) -> int:
     """Run everything until Ctrl-C; `data_dir` must exist (the CLI creates it)."""
     try:
         lock = _lock(data_dir)
@@ -374,7 +346,7 @@ async def up(data_dir: Path) -> int:
     stack: Stack | None = None
     try:
         stack = await start_servers(data_dir)
-        await run_services(stack)
+        await run_services(stack, scale=scale)
         return 0
     except (UpError, ServerError, env.ConfigError) as e:
         print(f"voicebot up: {e}")
