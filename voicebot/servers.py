@@ -120,6 +120,59 @@ class NatsServer:
         self.start()
 
 
+@dataclass
+class NatsCluster:
+    """`size` nats-servers on loopback forming one JetStream cluster (streams replicated R3):
+    one node may die without losing an acknowledged message or stopping the calls. Each node's
+    configuration is written under `root`; clients connect with every node's URL (`url`)."""
+
+    root: Path
+    size: int = 3
+    host: str = "127.0.0.1"
+    client_ports: list[int] = field(default_factory=list)
+    route_ports: list[int] = field(default_factory=list)
+    nodes: list[NatsServer] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        if not self.client_ports:
+            self.client_ports = [free_port() for _ in range(self.size)]
+        if not self.route_ports:
+            self.route_ports = [free_port() for _ in range(self.size)]
+        routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.route_ports)
+        self.nodes = []
+        for i, (port, route) in enumerate(zip(self.client_ports, self.route_ports, strict=True)):
+            conf = self.root / f"node{i + 1}.conf"
+            conf.write_text(
+                f"server_name: voicebot-nats-{i + 1}\n"
+                "max_payload: 1MB\n"
+                "jetstream { sync_interval: always }\n"
+                f"cluster {{ name: voicebot, listen: {self.host}:{route}, routes: [{routes}] }}\n",
+                encoding="utf-8",
+            )
+            node = NatsServer(
+                store_dir=self.root / f"node{i + 1}", port=port, host=self.host, config=conf
+            )
+            self.nodes.append(node)
+        for node in self.nodes:
+            node.start(timeout)
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def kill(self, index: int) -> None:
+        """Node `index` dies like a crashed machine (kill -9)."""
+        self.nodes[index].kill()
+
+    def start_node(self, index: int, timeout: float = 15.0) -> None:
+        self.nodes[index].start(timeout)
+
+
 def system_postgres_bindir() -> Path | None:
     """The newest Debian PostgreSQL (/usr/lib/postgresql/<major>/bin), if installed."""
     found = sorted(
