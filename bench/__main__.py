@@ -82,6 +82,18 @@ BENCHES = (
         "offline Whisper: recognition time, callers per pool",
     ),
     Bench(
+        "stt_turns",
+        "stt_turns.py",
+        ("--json", JSON_ARG),
+        "end of turn: energy VAD 600 ms vs Silero + speculative recognition, cut-offs, latency",
+    ),
+    Bench(
+        "stt_answers",
+        "stt_answers.py",
+        ("--json", JSON_ARG),
+        "short answers recognised with and without the bot's expectation",
+    ),
+    Bench(
         "nats_sync",
         "nats_sync.py",
         ("--calls", "200", "--rate", "5", "--seconds", "3"),

@@ -38,7 +38,11 @@ class SttConfig:
     whisper_threads: int = 1  # CTranslate2 intra-op threads per process, pinned
     whisper_cache_dir: Path = DEFAULT_WHISPER_CACHE
     whisper_prompt: str = DEFAULT_WHISPER_PROMPT
-    vad_min_silence_ms: int = 600
+    # Turn-taking (stt_worker/turn.py): after `vad_pause_ms` of silence the utterance is
+    # recognised; a transcript that reads as a finished answer ends the turn there, anything
+    # else ends after `vad_min_silence_ms` of silence.
+    vad_pause_ms: int = 250
+    vad_min_silence_ms: int = 800
     vad_min_speech_ms: int = 120
     vad_max_utterance_ms: int = 12_000
     # A takeover re-reads the audio since the dead owner's last transcript, at most this far
@@ -52,6 +56,11 @@ class SttConfig:
             raise ConfigError(
                 f"VAD_MAX_UTTERANCE_MS ({self.vad_max_utterance_ms}) must exceed "
                 f"VAD_MIN_SPEECH_MS ({self.vad_min_speech_ms})"
+            )
+        if self.vad_pause_ms > self.vad_min_silence_ms:
+            raise ConfigError(
+                f"VAD_PAUSE_MS ({self.vad_pause_ms}) must not exceed "
+                f"VAD_MIN_SILENCE_MS ({self.vad_min_silence_ms})"
             )
         if self.vad_max_utterance_ms > 28_000:
             raise ConfigError(
@@ -88,7 +97,8 @@ class SttConfig:
                 envlib.get_str("WHISPER_CACHE_DIR", str(DEFAULT_WHISPER_CACHE), e)
             ),
             whisper_prompt=envlib.get_str("WHISPER_PROMPT", DEFAULT_WHISPER_PROMPT, e),
-            vad_min_silence_ms=envlib.get_int("VAD_MIN_SILENCE_MS", 600, e, minimum=100),
+            vad_pause_ms=envlib.get_int("VAD_PAUSE_MS", 250, e, minimum=64),
+            vad_min_silence_ms=envlib.get_int("VAD_MIN_SILENCE_MS", 800, e, minimum=100),
             vad_min_speech_ms=envlib.get_int("VAD_MIN_SPEECH_MS", 120, e, minimum=20),
             vad_max_utterance_ms=envlib.get_int("VAD_MAX_UTTERANCE_MS", 12_000, e, minimum=500),
             takeover_rewind_s=envlib.get_float("STT_TAKEOVER_REWIND_S", 15.0, e, minimum=5.0),

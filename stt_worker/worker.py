@@ -26,7 +26,14 @@ from events.bus import Bus
 from events.claims import CallClaims, Claim
 from stt_worker import metrics
 from stt_worker.config import SttConfig
-from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout, SttProvider
+from stt_worker.follow import follow_expectations
+from stt_worker.providers.base import (
+    Heard,
+    ProviderError,
+    ProviderTimeout,
+    SttContext,
+    SttProvider,
+)
 
 log = logging.getLogger("stt_worker")
 
@@ -124,6 +131,7 @@ class CallTranscriber:
         self._last_audio_at = time.monotonic()
         self._last_pending = 0
         self._gap_sent = not self.takeover
+        self.context = SttContext()  # what the dialog waits for, followed from its decisions
 
     async def run(self) -> None:
         start_time = await self._prepare()
@@ -136,12 +144,16 @@ class CallTranscriber:
         watcher = asyncio.create_task(self._watch_end(), name=f"stt-end-{self.cid}")
         pump = asyncio.create_task(self._pump_audio(start_time), name=f"stt-audio-{self.cid}")
         closer = asyncio.create_task(self._close_after_end(pump), name=f"stt-close-{self.cid}")
+        follower = asyncio.create_task(
+            follow_expectations(self.bus, self.cid, self.context), name=f"stt-follow-{self.cid}"
+        )
         try:
             await self._transcribe()
         finally:
-            for task in (watcher, pump, closer):
+            tasks = (watcher, pump, closer, follower)
+            for task in tasks:
                 task.cancel()
-            results = await asyncio.gather(watcher, pump, closer, return_exceptions=True)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
             for result in results:
                 if isinstance(result, Exception):
                     log.error("[%s] call task failed: %r", self.cid, result)
@@ -218,7 +230,9 @@ class CallTranscriber:
         while not self.audio_done:
             self.timeline.restart()
             try:
-                async for heard in self.provider.stream(self._audio(), call_id=self.cid):
+                async for heard in self.provider.stream(
+                    self._audio(), call_id=self.cid, context=self.context
+                ):
                     failures = 0
                     await self._publish_heard(heard)
                 return
@@ -268,6 +282,8 @@ class CallTranscriber:
             case "final":
                 captured = tl.capture_ts(heard.end)
                 common = self._common()
+                if heard.provider:
+                    common["provider"] = heard.provider
                 latency = None if captured is None else (common["ts"] - captured) * 1000
                 return schemas.Final(
                     **common,
@@ -385,7 +401,7 @@ class SttWorker:
             return provider
         from stt_worker.model_store import ensure_model
         from stt_worker.providers.whisper_local import WhisperLocalStt, WhisperPool
-        from stt_worker.vad import VadConfig
+        from stt_worker.turn import TurnConfig
 
         model_dir = await asyncio.to_thread(ensure_model, cfg.whisper_cache_dir)
         pool = WhisperPool(model_dir, workers=cfg.stt_workers, threads=cfg.whisper_threads)
@@ -397,13 +413,14 @@ class SttWorker:
             cfg.stt_workers,
             time.monotonic() - began,
         )
-        vad = VadConfig(
-            min_silence_ms=cfg.vad_min_silence_ms,
+        turn = TurnConfig(
             min_speech_ms=cfg.vad_min_speech_ms,
+            pause_ms=cfg.vad_pause_ms,
+            end_ms=cfg.vad_min_silence_ms,
             max_utterance_ms=cfg.vad_max_utterance_ms,
         )
         return WhisperLocalStt(
-            pool, vad=vad, prompt=cfg.whisper_prompt, timeout_s=cfg.api_timeout_s
+            pool, turn=turn, prompt=cfg.whisper_prompt, timeout_s=cfg.api_timeout_s
         )
 
     async def _on_call(self, claim: Claim) -> None:

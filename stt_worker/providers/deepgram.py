@@ -20,6 +20,7 @@ from deepgram.core.api_error import ApiError
 from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 from deepgram.listen.v1.types import (
+    ListenV1Configure,
     ListenV1Error,
     ListenV1Results,
     ListenV1SpeechStarted,
@@ -27,7 +28,14 @@ from deepgram.listen.v1.types import (
 )
 from websockets.exceptions import WebSocketException
 
-from stt_worker.providers.base import Heard, HeardWord, ProviderError, ProviderTimeout
+from stt_worker import answers
+from stt_worker.providers.base import (
+    Heard,
+    HeardWord,
+    ProviderError,
+    ProviderTimeout,
+    SttContext,
+)
 
 log = logging.getLogger("stt_worker.deepgram")
 
@@ -82,6 +90,8 @@ class _CallAudio:
         self.ended = False
         self.arrived = asyncio.Event()
         self.unsent_since: float | None = None  # arrival time of the oldest chunk not yet sent
+        self.keyterms: list[str] = []  # what the open connection should boost
+        self.keyterms_changed = False
 
     def append(self, chunk: bytes) -> None:
         self.buffer += chunk
@@ -146,11 +156,24 @@ class DeepgramStt:
         self._client: AsyncDeepgramClient | None = None
 
     async def stream(
-        self, audio: AsyncIterator[bytes], *, call_id: str = "-"
+        self,
+        audio: AsyncIterator[bytes],
+        *,
+        call_id: str = "-",
+        context: SttContext | None = None,
     ) -> AsyncIterator[Heard]:
-        """Transcribe one call. Raises ProviderTimeout / ProviderError once reconnects are spent."""
+        """Transcribe one call. Raises ProviderTimeout / ProviderError once reconnects are spent.
+
+        On nova-3, the words the bot now expects (`answers.keyterms`) are boosted: `keyterm`
+        parameters at connection time, then a `Configure` message whenever the expectation
+        changes."""
         results: asyncio.Queue[Heard | None] = asyncio.Queue()
-        runner = asyncio.create_task(self._run(audio, results, call_id))
+        call = _CallAudio()
+        if self._keyterms_supported():
+            call.keyterms = answers.keyterms(context.expecting if context else None)
+            if context is not None:
+                context.on_change.append(lambda c: _set_keyterms(call, c.expecting))
+        runner = asyncio.create_task(self._run(audio, call, results, call_id))
         runner.add_done_callback(lambda _: results.put_nowait(None))
         try:
             while (heard := await results.get()) is not None:
@@ -173,10 +196,16 @@ class DeepgramStt:
             self._client = AsyncDeepgramClient(**kwargs)
         return self._client
 
+    def _keyterms_supported(self) -> bool:
+        return self._config.deepgram_model.startswith("nova-3")
+
     async def _run(
-        self, audio: AsyncIterator[bytes], results: asyncio.Queue[Heard | None], call_id: str
+        self,
+        audio: AsyncIterator[bytes],
+        call: _CallAudio,
+        results: asyncio.Queue[Heard | None],
+        call_id: str,
     ) -> None:
-        call = _CallAudio()
         reader = asyncio.create_task(_read_audio(audio, call))
         failures = 0
         try:
@@ -220,7 +249,8 @@ class DeepgramStt:
         conn = _Connection(origin=call.finalized, sent_upto=call.finalized)
         try:
             async with contextlib.AsyncExitStack() as stack:
-                socket = await self._open(stack)
+                call.keyterms_changed = False  # the connection opens with the current ones
+                socket = await self._open(stack, call.keyterms)
                 log.info("[%s] deepgram connected at %.2f s of call audio", call_id, conn.origin_s)
                 tasks = [
                     asyncio.create_task(self._receive(socket, call, conn, results)),
@@ -241,8 +271,11 @@ class DeepgramStt:
             raise _Failure(f"{type(e).__name__}: {e}") from e
         log.info("[%s] deepgram stream closed at %.2f s", call_id, call.received / BYTES_PER_SECOND)
 
-    async def _open(self, stack: contextlib.AsyncExitStack) -> AsyncV1SocketClient:
+    async def _open(
+        self, stack: contextlib.AsyncExitStack, keyterms: list[str]
+    ) -> AsyncV1SocketClient:
         cfg = self._config
+        extra: dict[str, Any] = {"keyterm": keyterms} if keyterms else {}
         try:
             async with asyncio.timeout(cfg.api_timeout_s):
                 socket: AsyncV1SocketClient = await stack.enter_async_context(
@@ -258,6 +291,7 @@ class DeepgramStt:
                         vad_events="true",
                         smart_format="true",
                         punctuate="true",
+                        **extra,
                     )
                 )
         except TimeoutError as e:
@@ -274,6 +308,10 @@ class DeepgramStt:
         last_sent = time.monotonic()
         while True:
             call.arrived.clear()
+            if call.keyterms_changed:
+                call.keyterms_changed = False
+                await socket.send_configure(ListenV1Configure(keyterms=call.keyterms))
+                continue
             if conn.sent_upto < call.received:
                 chunk = call.pending_from(conn.sent_upto)
                 await socket.send_media(chunk)
@@ -328,6 +366,14 @@ class DeepgramStt:
                 if since is not None and now - since > limit:
                     raise _Failure(f"no {what} from deepgram within {limit} s", timeout=True)
             await asyncio.sleep(min(limit / 4, 0.5))
+
+
+def _set_keyterms(call: _CallAudio, expecting: str | None) -> None:
+    keyterms = answers.keyterms(expecting)
+    if keyterms != call.keyterms:
+        call.keyterms = keyterms
+        call.keyterms_changed = True
+        call.arrived.set()  # wake the sender
 
 
 async def _read_audio(audio: AsyncIterator[bytes], call: _CallAudio) -> None:

@@ -1,7 +1,9 @@
-"""Offline STT: multilingual Whisper base (CTranslate2, int8) on utterances cut by an energy VAD.
+"""Offline STT: multilingual Whisper base (CTranslate2, int8) on turns cut by Silero VAD.
 
-Whisper does not stream, so the provider segments the call's audio itself (`stt_worker.vad`),
-yields `speech_started` at each onset, then one `final` and an `utterance_end` per utterance.
+Whisper does not stream, so the provider segments the call's audio itself (Silero VAD and the
+turn-taking of `stt_worker.turn`), yields `speech_started` at each onset, then one `final` and
+an `utterance_end` per caller turn. What the bot asked (`SttContext.expecting`) steers
+recognition of closed answers (`recognise`) and when a turn ends (`answers.turn_complete`).
 Recognition runs in worker processes (the model is loaded once per process by the pool's
 initializer) so the event loop never blocks.
 
@@ -16,9 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+import math
 import multiprocessing
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -27,8 +32,18 @@ from typing import Any, Final
 
 import numpy as np
 
-from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout
-from stt_worker.vad import Onset, Segmenter, Utterance, VadConfig
+from stt_worker import answers
+from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout, SttContext
+from stt_worker.silero import SileroVad
+from stt_worker.turn import (
+    Commit,
+    Discard,
+    Onset,
+    Speculate,
+    TurnConfig,
+    TurnEvent,
+    TurnTaker,
+)
 
 log = logging.getLogger("stt_worker.whisper")
 
@@ -40,10 +55,25 @@ MAX_TOKENS: Final = 96  # a 12 s utterance of French speech stays well below
 
 @dataclass(frozen=True, slots=True)
 class Recognised:
-    text: str
+    text: str  # what the provider reports: the free decoding, or the expected answer it chose
     avg_logprob: float
     no_speech_prob: float
     seconds: float  # inference time in the worker process
+    free_text: str = ""  # the free decoding, kept when an expected answer replaced it
+    snapped: bool = False  # `text` is one of the expected answers, scored against the audio
+
+
+# An expected answer replaces the free decoding when its mean log-probability per token is no
+# worse than the free decoding's by more than the margin (both scored the same way, see
+# `_score`), and when the answers it stands for beat the other answers by `SNAP_CLEAR`.
+# Measured on tests/fixtures/stt/answers (bench/stt_answers.py): a misheard "internet" trails
+# its free decoding by 0.4-1.4, unrelated speech by 1.6-3.9. Yes/no gets a tight margin: free
+# decoding rarely misses "oui"/"non", and a wrong snap would flip the caller's answer.
+SNAP_MARGIN: Final = {"yes_no": 0.0, "category": 1.5}
+SNAP_CLEAR: Final = 0.25
+# The digits-only decoding of a phone number replaces the free one within this margin of
+# CTranslate2's length-normalised score.
+DIGITS_MARGIN: Final = 0.5
 
 
 # --- worker-process side: globals set once by the pool initializer ----------------------
@@ -61,10 +91,19 @@ def _init_process(model_dir: str, threads: int) -> None:
         model_dir, device="cpu", compute_type="int8", intra_threads=threads, inter_threads=1
     )
     hf = tokenizers.Tokenizer.from_file(str(Path(model_dir) / "tokenizer.json"))
+    tok = Tokenizer(hf, True, task="transcribe", language="fr")
     _engine["model"] = model
-    _engine["tokenizer"] = Tokenizer(hf, True, task="transcribe", language="fr")
+    _engine["tokenizer"] = tok
     _engine["features"] = FeatureExtractor(feature_size=model.n_mels)
+    _engine["non_digits"] = _non_digit_tokens(tok)
     recognise(bytes(8000), "")  # first run allocates: do it before a caller waits on it
+
+
+def _non_digit_tokens(tok: Any) -> list[int]:
+    """Every text token that is not digits, spaces or number punctuation, for digits-only
+    decoding of phone numbers."""
+    allowed = re.compile(r"^[\d\s.,+-]*$")
+    return [i for i in range(tok.eot) if not allowed.match(tok.decode([i]))]
 
 
 def upsample(pcm: bytes) -> np.ndarray:
@@ -82,38 +121,130 @@ def upsample(pcm: bytes) -> np.ndarray:
     return np.concatenate(parts, axis=1).reshape(-1).astype(np.float32) / 32768.0
 
 
-def recognise(pcm: bytes, prompt: str) -> Recognised:
-    """Transcribe one utterance (8 kHz s16le, at most LONG_WINDOW_S long) in French."""
+def _prompt_tokens(prompt: str) -> list[int]:
+    tok = _engine["tokenizer"]
+    tokens = [tok.sot_prev, *tok.encode(" " + prompt.strip())] if prompt.strip() else []
+    return [*tokens, *tok.sot_sequence, tok.no_timestamps]
+
+
+def _decode(encoded: Any, start: list[int], **options: Any) -> tuple[str, float, float]:
+    tok = _engine["tokenizer"]
+    result = _engine["model"].generate(
+        encoded,
+        [start],
+        beam_size=5,
+        no_repeat_ngram_size=3,
+        max_length=MAX_TOKENS,
+        return_scores=True,
+        return_no_speech_prob=True,
+        **options,
+    )[0]
+    # scores: length-normalised log-probability
+    text = tok.decode(result.sequences_ids[0]).strip()
+    return text, float(result.scores[0]), float(result.no_speech_prob)
+
+
+def _log_softmax(logits: Any) -> np.ndarray:
+    x: np.ndarray = np.asarray(logits, dtype=np.float64).reshape(-1)
+    top = x.max()
+    out: np.ndarray = x - (top + np.log(np.exp(x - top).sum()))
+    return out
+
+
+def _score(encoded: Any, texts: list[str]) -> list[float]:
+    """Mean log-probability per token of each text *as the whole utterance* (its end-of-text
+    token included, so a short answer does not fit a long utterance), force-decoded against
+    the audio. No prompt: the free decoding's prompt would favour its own words."""
+    import ctranslate2
+
+    tok = _engine["tokenizer"]
+    start = [*tok.sot_sequence, tok.no_timestamps]
+    ids = [tok.encode(" " + t.strip()) for t in texts]
+    batch = np.repeat(np.asarray(encoded), len(ids), axis=0)
+    # The prefix is forced; generation must go one step past it for the end-of-text
+    # probability (CTranslate2 counts max_length over prefix steps twice, measured).
+    longest = max(len(i) for i in ids)
+    results = _engine["model"].generate(
+        ctranslate2.StorageView.from_array(batch),
+        [start + i for i in ids],
+        beam_size=1,
+        max_length=2 * (longest + 1) + 2,
+        return_logits_vocab=True,
+        suppress_blank=False,
+    )
+    scores = []
+    for tokens, result in zip(ids, results, strict=True):
+        steps = result.logits[0] if result.logits else []
+        if len(steps) <= len(tokens):
+            scores.append(-math.inf)
+            continue
+        logps = [_log_softmax(steps[k])[t] for k, t in enumerate(tokens)]
+        logps.append(_log_softmax(steps[len(tokens)])[tok.eot])
+        scores.append(float(np.mean(logps)))
+    return scores
+
+
+def _expected(encoded: Any, free: str, expecting: str) -> tuple[str, float] | None:
+    """The expected answer that fits the audio about as well as the free decoding, if any."""
+    choices = answers.CHOICES[expecting]
+    if answers.meanings(free) or answers.is_filler(free):
+        # The free decoding already heard a known answer (maybe to another question), or a
+        # "hum" that no answer should replace.
+        return None
+    phrasings = [(meaning, p) for meaning, ps in choices.items() for p in ps]
+    *candidates, free_score = _score(encoded, [p for _, p in phrasings] + [free or "."])
+    best = max(range(len(phrasings)), key=lambda i: candidates[i])
+    meaning, text = phrasings[best]
+    runner_up = max(
+        (c for (m, _), c in zip(phrasings, candidates, strict=True) if m != meaning),
+        default=-math.inf,
+    )
+    if candidates[best] < free_score - SNAP_MARGIN[expecting]:
+        return None  # something else was said
+    if candidates[best] - runner_up < SNAP_CLEAR:
+        return None  # the audio does not tell the answers apart
+    return text, candidates[best]
+
+
+def recognise(pcm: bytes, prompt: str, expecting: str | None = None) -> Recognised:
+    """Transcribe one utterance (8 kHz s16le, at most LONG_WINDOW_S long) in French.
+
+    With `expecting` a closed question ("yes_no", "category"), a free decoding that heard
+    none of the known answers is compared with the expected answers, scored against the audio;
+    with "phone", a digits-only decoding is compared with the free one."""
     import time
 
     import ctranslate2
 
     began = time.perf_counter()
     model = _engine["model"]
-    tok = _engine["tokenizer"]
     audio = upsample(pcm)[: LONG_WINDOW_S * MODEL_RATE]
     window = WINDOW_S if audio.size <= WINDOW_S * MODEL_RATE else LONG_WINDOW_S
     # Zero-pad the audio (not the features) to the window: the log-mel of silence is what
     # Whisper saw in training after every utterance.
     mel = _engine["features"](audio, padding=window * MODEL_RATE - audio.size)
     mel = np.ascontiguousarray(mel[None, :, : window * 100], dtype=np.float32)
-    tokens = [tok.sot_prev, *tok.encode(" " + prompt.strip())] if prompt.strip() else []
-    tokens += [*tok.sot_sequence, tok.no_timestamps]
-    result = model.generate(
-        ctranslate2.StorageView.from_array(mel),
-        [tokens],
-        beam_size=5,
-        no_repeat_ngram_size=3,
-        max_length=MAX_TOKENS,
-        return_scores=True,
-        return_no_speech_prob=True,
-    )[0]
-    text = tok.decode(result.sequences_ids[0]).strip()
+    features = ctranslate2.StorageView.from_array(mel)
+    closed = expecting in answers.CHOICES or expecting == "phone"
+    # The encoder runs once; decodings and scoring reuse its output.
+    encoded = model.encode(features, to_cpu=True) if closed else features
+    start = _prompt_tokens(prompt)
+    text, score, no_speech = _decode(encoded, start)
+    free, snapped = text, False
+    if expecting in answers.CHOICES:
+        if (choice := _expected(encoded, text, expecting)) is not None:
+            (text, score), snapped = choice, True
+    elif expecting == "phone" and len(answers.digits(text)) < answers.PHONE_DIGITS:
+        number, number_score, _ = _decode(encoded, start, suppress_tokens=_engine["non_digits"])
+        if len(answers.digits(number)) >= 8 and number_score >= score - DIGITS_MARGIN:
+            text, score, snapped = number, number_score, True
     return Recognised(
         text=text,
-        avg_logprob=float(result.scores[0]),  # length-normalised log-probability
-        no_speech_prob=float(result.no_speech_prob),
+        avg_logprob=score,
+        no_speech_prob=no_speech,
         seconds=time.perf_counter() - began,
+        free_text=free,
+        snapped=snapped,
     )
 
 
@@ -150,13 +281,15 @@ class WhisperPool:
             *(loop.run_in_executor(self._executor, _ping) for _ in range(self.workers))
         )
 
-    async def recognise(self, pcm: bytes, prompt: str, *, limit_s: float) -> Recognised:
+    async def recognise(
+        self, pcm: bytes, prompt: str, *, limit_s: float, expecting: str | None = None
+    ) -> Recognised:
         executor = self._executor
         if executor is None:
             raise ProviderError("whisper pool is not started")
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(executor, recognise, pcm, prompt)
+            future = loop.run_in_executor(executor, recognise, pcm, prompt, expecting)
             return await asyncio.wait_for(future, limit_s)
         except TimeoutError as e:
             raise ProviderTimeout(f"whisper took more than {limit_s:.1f} s") from e
@@ -190,24 +323,41 @@ class WhisperPool:
 
 
 class WhisperLocalStt:
-    """The offline provider: VAD on the event loop (cheap), recognition in the pool."""
+    """The offline provider: Silero VAD and turn-taking on the event loop (cheap, measured in
+    bench/stt_turns.py), recognition in the pool. See stt_worker/turn.py for when a turn ends."""
 
     name = "whisper"
+    snapped_name = "whisper+expected"  # a Final whose text is an expected answer, not free text
 
-    def __init__(self, pool: WhisperPool, *, vad: VadConfig, prompt: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        pool: WhisperPool,
+        *,
+        turn: TurnConfig,
+        prompt: str,
+        timeout_s: float,
+        detector: Callable[[], SileroVad] = SileroVad,
+    ) -> None:
         self.pool = pool
-        self.vad = vad
+        self.turn = turn
         self.prompt = prompt
         self.timeout_s = timeout_s
+        self.detector = detector
 
     async def stream(
-        self, audio: AsyncIterator[bytes], *, call_id: str = "-"
+        self,
+        audio: AsyncIterator[bytes],
+        *,
+        call_id: str = "-",
+        context: SttContext | None = None,
     ) -> AsyncIterator[Heard]:
         # Results leave in audio order, but audio keeps being read (and segmented) while an
-        # utterance is recognised: a reader task queues Heard items and pending recognitions.
+        # utterance is recognised: a reader task queues Heard items and committed
+        # recognitions.
+        context = context or SttContext()
         out: asyncio.Queue[Heard | asyncio.Task[list[Heard]] | None] = asyncio.Queue()
-        reader = asyncio.create_task(self._read(audio, out), name=f"whisper-vad-{call_id}")
-        pending: list[asyncio.Task[list[Heard]]] = []
+        call = _CallTurns(self, context, out)
+        reader = asyncio.create_task(call.read(audio), name=f"whisper-vad-{call_id}")
         try:
             while (item := await out.get()) is not None:
                 if isinstance(item, Heard):
@@ -220,6 +370,7 @@ class WhisperLocalStt:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+            pending = list(call.speculations.values())
             while not out.empty():
                 left = out.get_nowait()
                 if isinstance(left, asyncio.Task):
@@ -228,41 +379,71 @@ class WhisperLocalStt:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _read(
+
+class _CallTurns:
+    """One call's turn-taking: the pure TurnTaker driven by audio and recognition results."""
+
+    def __init__(
         self,
-        audio: AsyncIterator[bytes],
+        provider: WhisperLocalStt,
+        context: SttContext,
         out: asyncio.Queue[Heard | asyncio.Task[list[Heard]] | None],
     ) -> None:
-        segmenter = Segmenter(self.vad)
+        self.provider = provider
+        self.context = context
+        self.out = out
+        vad = provider.detector()
+        self.turns = TurnTaker(vad.probability, vad.window, provider.turn)
+        self.speculations: dict[int, asyncio.Task[list[Heard]]] = {}
+
+    async def read(self, audio: AsyncIterator[bytes]) -> None:
         try:
             async for chunk in audio:
-                for segment in segmenter.feed(chunk):
-                    self._emit(segment, out)
-            for segment in segmenter.flush():
-                self._emit(segment, out)
+                self._handle(self.turns.feed(chunk))
+            self._handle(self.turns.flush())
         finally:
-            out.put_nowait(None)
+            self.out.put_nowait(None)
 
-    def _emit(
-        self,
-        segment: Onset | Utterance,
-        out: asyncio.Queue[Heard | asyncio.Task[list[Heard]] | None],
-    ) -> None:
-        if isinstance(segment, Onset):
-            out.put_nowait(Heard("speech_started", start=segment.at, end=segment.at))
-        else:
-            out.put_nowait(asyncio.create_task(self._finish(segment)))
+    def _handle(self, events: list[TurnEvent]) -> None:
+        for event in events:
+            match event:
+                case Onset(at=at):
+                    self.out.put_nowait(Heard("speech_started", start=at, end=at))
+                case Speculate():
+                    task = asyncio.create_task(self._recognise(event))
+                    task.add_done_callback(functools.partial(self._recognised, event.id))
+                    self.speculations[event.id] = task
+                case Discard(id=spec_id):
+                    if spec_id in self.speculations:
+                        self.speculations.pop(spec_id).cancel()
+                case Commit(id=spec_id):
+                    self.out.put_nowait(self.speculations.pop(spec_id))
 
-    async def _finish(self, utterance: Utterance) -> list[Heard]:
-        rec = await self.pool.recognise(utterance.pcm, self.prompt, limit_s=self.timeout_s)
+    def _recognised(self, spec_id: int, task: asyncio.Task[list[Heard]]) -> None:
+        """A speculation finished: its text may end the turn before `end_ms` of silence."""
+        if spec_id not in self.speculations or task.cancelled() or task.exception() is not None:
+            return  # discarded, or failed: `end_ms` commits it and the error surfaces then
+        final = task.result()[0]
+        complete = answers.turn_complete(final.text, self.context.expecting)
+        self._handle(self.turns.heard(spec_id, complete))
+
+    async def _recognise(self, spec: Speculate) -> list[Heard]:
+        provider = self.provider
+        rec = await provider.pool.recognise(
+            spec.pcm,
+            provider.prompt,
+            limit_s=provider.timeout_s,
+            expecting=self.context.expecting,
+        )
         final = Heard(
             "final",
             text=rec.text,
             confidence=float(np.exp(rec.avg_logprob)),
-            start=utterance.start,
-            end=utterance.end,
+            start=spec.start,
+            end=spec.end,
             speech_final=True,
             no_speech_prob=rec.no_speech_prob,
             avg_logprob=rec.avg_logprob,
+            provider=provider.snapped_name if rec.snapped else None,
         )
-        return [final, Heard("utterance_end", start=utterance.end, end=utterance.end)]
+        return [final, Heard("utterance_end", start=spec.end, end=spec.end)]

@@ -21,7 +21,8 @@ from loopback.deepgram_live import (
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
 
-from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout
+from stt_worker import answers
+from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout, SttContext
 from stt_worker.providers.deepgram import DeepgramAuthError, DeepgramStt
 
 KEY = "test-key"
@@ -286,3 +287,38 @@ async def test_consumer_leaving_early_closes_the_stream() -> None:
         await dg.wait_for(lambda d: d.connections[0].close_code is not None)
     assert first.text == "Oui."
     assert dg.connections[0].close_code == 1000
+
+
+@pytest.mark.timeout(10)
+async def test_expected_answers_are_keyterms_at_connect_then_configured_live() -> None:
+    script = [Cue(1.4, Transcript("Oui.", 0.2, 1.4, speech_final=True))]
+    audio = ramp(2.0)
+    context = SttContext(expecting="category")
+    async with DeepgramLoopback(api_key=KEY, scripts=[script]) as dg:
+
+        async def ask_yes_no() -> None:
+            context.expect("yes_no")  # the brain asked a yes/no question mid-stream
+            await dg.wait_for(lambda d: d.connections[0].configures, 5)
+
+        stream = provider(dg).stream(feed(audio, {1.0: ask_yes_no}), context=context)
+        heard = [h async for h in stream]
+    assert [h.text for h in heard if h.kind == "final"] == ["Oui."]
+    (conn,) = dg.connections
+    assert conn.keyterms == answers.keyterms("category")
+    assert "internet" in conn.keyterms and "mobile" in conn.keyterms
+    assert conn.configures == [answers.keyterms("yes_no")]
+    assert "oui" in answers.keyterms("yes_no") and "non" in answers.keyterms("yes_no")
+    assert "keyterm" not in conn.query
+
+
+@pytest.mark.timeout(10)
+async def test_models_without_keyterms_get_none() -> None:
+    audio = ramp(1.0)
+    context = SttContext(expecting="yes_no")
+    async with DeepgramLoopback(api_key=KEY, scripts=[[]]) as dg:
+        dg_provider = provider(dg, deepgram_model="nova-2")
+        stream = dg_provider.stream(feed(audio), context=context)
+        [h async for h in stream]
+        context.expect("category")
+    (conn,) = dg.connections
+    assert conn.keyterms == [] and conn.configures == []

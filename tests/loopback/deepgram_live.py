@@ -89,7 +89,9 @@ class Cue:
 @dataclass(slots=True)
 class ConnectionRecord:
     index: int
-    query: dict[str, str]
+    query: dict[str, str]  # every parameter but `keyterm`, which may repeat
+    keyterms: list[str] = field(default_factory=list)  # `keyterm` parameters
+    configures: list[list[str] | None] = field(default_factory=list)  # Configure keyterms
     audio: bytearray = field(default_factory=bytearray)
     keepalives: int = 0
     close_stream: bool = False
@@ -197,8 +199,11 @@ class DeepgramLoopback:
 
     async def _handle(self, ws: ServerConnection) -> None:
         assert ws.request is not None
+        params = parse_qsl(urlsplit(ws.request.path).query)
         record = ConnectionRecord(
-            index=len(self.connections), query=dict(parse_qsl(urlsplit(ws.request.path).query))
+            index=len(self.connections),
+            query={k: v for k, v in params if k != "keyterm"},
+            keyterms=[v for k, v in params if k == "keyterm"],
         )
         self.connections.append(record)
         session = _Session(self, ws, record)
@@ -319,10 +324,30 @@ class _Session:
 
     async def _on_text(self, text: str) -> bool:
         try:
-            kind = json.loads(text).get("type")
+            body = json.loads(text)
+            kind = body.get("type")
         except (ValueError, AttributeError):
             kind = None
         match kind:
+            case "Configure":
+                # Nova-3 replaces its keyterms mid-stream; other models refuse.
+                keyterms = body.get("keyterms")
+                self.record.configures.append(keyterms)
+                await self.server._notify()
+                if not self.record.query.get("model", "").startswith("nova-3"):
+                    await self._send(
+                        {
+                            "type": "ConfigureFailure",
+                            "request_id": "loopback",
+                            "code": "CONFIGURE_KEYTERMS_NOT_SUPPORTED",
+                            "description": "keyterms need nova-3",
+                        }
+                    )
+                    return False
+                await self._send(
+                    {"type": "ConfigureSuccess", "request_id": "loopback", "keyterms": keyterms}
+                )
+                return False
             case "KeepAlive":
                 self.record.keepalives += 1
                 return False

@@ -1,0 +1,191 @@
+"""What the caller may answer to what the bot asked, for the recogniser (pure, no I/O).
+
+The brain publishes `decision.expecting` (brain/dialog.py EXPECTING): "problem" (WELCOME),
+"identity", "category", "ack", "yes_no", "phone" or None. Here:
+
+- `CHOICES`: for the closed questions, each answer's usual phrasings. The offline recogniser
+  scores them against the audio when its free decoding heard none of the known answers
+  ("Internet." heard as "A peu hônet.").
+- `meanings(text)`: the known answers a text contains (keywords, any question), so a free
+  decoding that already says something meaningful is kept as it is.
+- `turn_complete(text, expecting)`: whether a speculative transcript reads as the end of the
+  caller's turn (see stt_worker/turn.py), or as a line still being said.
+- `keyterms(expecting)`: the vocabulary worth boosting in a cloud recogniser.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from typing import Final
+
+CHOICES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    "yes_no": {
+        "oui": ("Oui.", "Oui, ça marche.", "Oui, merci.", "D'accord.", "Ouais.", "C'est bien ça."),
+        "non": ("Non.", "Non, toujours pas.", "Non, ça ne marche pas.", "Non, merci."),
+    },
+    "category": {
+        "internet": ("Internet.", "C'est internet.", "La box internet.", "C'est la box."),
+        "mobile": ("Mobile.", "Le mobile.", "C'est le mobile.", "Mon portable."),
+    },
+}
+
+# Keywords of each answer (accents stripped, lower case), whatever the question.
+_KEYWORDS: Final[dict[str, frozenset[str]]] = {
+    "oui": frozenset({"oui", "ouais", "d'accord", "ok", "okay", "exact", "exactement", "voila"}),
+    "non": frozenset({"non", "nan"}),
+    "internet": frozenset({"internet", "box", "wifi", "wi-fi", "fibre", "adsl", "connexion"}),
+    "mobile": frozenset({"mobile", "portable", "4g", "5g", "reseau", "sms", "telephone"}),
+    "agent": frozenset({"conseiller", "conseillere", "technicien", "humain", "quelqu'un"}),
+    "repeat": frozenset({"pardon", "repeter", "repetez", "comment"}),
+    "goodbye": frozenset({"revoir", "merci"}),
+}
+
+_FILLERS: Final = frozenset(
+    {"euh", "heu", "hum", "hmm", "hm", "mmh", "mm", "ben", "bah", "bon", "alors", "ah", "oh", "eh"}
+)
+# A line that stops on one of these is not finished ("mon numéro est le", "c'est pour").
+_DANGLING: Final = frozenset(
+    [
+        "et",
+        "de",
+        "du",
+        "des",
+        "le",
+        "la",
+        "les",
+        "l",
+        "un",
+        "une",
+        "mon",
+        "ma",
+        "mes",
+        "son",
+        "sa",
+        "est",
+        "c",
+        "à",
+        "a",
+        "au",
+        "aux",
+        "pour",
+        "avec",
+        "que",
+        "qu",
+        "qui",
+        "mais",
+        "ou",
+        "sur",
+        "en",
+        "dans",
+        "par",
+        "je",
+        "j",
+        "il",
+        "elle",
+        "on",
+        "vous",
+        "nous",
+        "numero",
+    ]
+)
+_NUMBER_WORDS: Final = frozenset(
+    [
+        "zero",
+        "un",
+        "deux",
+        "trois",
+        "quatre",
+        "cinq",
+        "six",
+        "sept",
+        "huit",
+        "neuf",
+        "dix",
+        "onze",
+        "douze",
+        "treize",
+        "quatorze",
+        "quinze",
+        "seize",
+        "vingt",
+        "trente",
+        "quarante",
+        "cinquante",
+        "soixante",
+        "cent",
+    ]
+)
+PHONE_DIGITS: Final = 10
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("’", "'"))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def words(text: str) -> list[str]:
+    """Lower-case, accent-free words; elisions split ("c'est" -> "c", "est")."""
+    return re.findall(r"[a-z0-9]+(?:-[a-z0-9]+)*", _fold(text).replace("'", " "))
+
+
+def digits(text: str) -> str:
+    return re.sub(r"\D", "", text)
+
+
+_PHRASES: Final = (
+    ("non", re.compile(r"\b(toujours|marche|fonctionne|pas du tout) pas\b|\bpas du tout\b")),
+    ("oui", re.compile(r"\bca (re)?marche\b|\bca fonctionne\b|\bc'est (bon|bien ca)\b")),
+)
+
+
+def meanings(text: str) -> set[str]:
+    folded = _fold(text)
+    tokens = set(re.findall(r"[a-z0-9']+(?:-[a-z0-9]+)*", folded)) | set(words(text))
+    found = {meaning for meaning, keys in _KEYWORDS.items() if tokens & keys}
+    for meaning, pattern in _PHRASES:
+        if pattern.search(folded):
+            found.add(meaning)
+    if "non" in found:
+        found.discard("oui")  # "ça ne marche pas" says "marche" too
+    return found
+
+
+def _number_pending(ws: list[str], text: str) -> bool:
+    """A phone number is being read and is not whole yet."""
+    said = len(digits(text)) + sum(w in _NUMBER_WORDS for w in ws)
+    return said > 0 and len(digits(text)) < PHONE_DIGITS
+
+
+def is_filler(text: str) -> bool:
+    """Nothing but "euh", "hum", "ben"... (or nothing at all)."""
+    return all(w in _FILLERS for w in words(text))
+
+
+def turn_complete(text: str, expecting: str | None) -> bool:
+    ws = words(text)
+    if is_filler(text):
+        return False  # "euh", "hum": the answer is still to come
+    if ws[-1] in _DANGLING:
+        return False
+    found = meanings(text)
+    match expecting:
+        case "yes_no" | "category":
+            return bool(found & (set(CHOICES[expecting]) | {"agent", "repeat"}))
+        case "problem":
+            return bool(found & {"internet", "mobile", "agent", "repeat"})
+        case "identity" | "phone":
+            # A name alone or half a number: the rest usually follows after a breath.
+            return len(digits(text)) >= PHONE_DIGITS or bool(found & {"agent", "repeat", "non"})
+    return not _number_pending(ws, text)
+
+
+def keyterms(expecting: str | None) -> list[str]:
+    """Words a cloud recogniser should favour now (Deepgram nova-3 `keyterm`)."""
+    base = ["internet", "mobile", "box", "wifi", "fibre", "4G", "SAV"]
+    match expecting:
+        case "yes_no":
+            return ["oui", "non", "d'accord", "toujours pas", *base]
+        case "phone" | "identity":
+            return ["zéro", "six", "sept", "numéro", *base]
+    return base
