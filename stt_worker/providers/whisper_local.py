@@ -23,6 +23,7 @@ import logging
 import math
 import multiprocessing
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -256,13 +257,19 @@ def _ping() -> int:
 
 
 class WhisperPool:
-    """A pool of Whisper processes, each loading the model once; rebuilt if a process dies."""
+    """A pool of Whisper processes, each loading the model once; rebuilt if a process dies or
+    hangs (no recognition finished for HUNG_AFTER_S while some were waiting: a recognition
+    takes well under a second, so that is not a queue, it is a stuck process)."""
+
+    HUNG_AFTER_S: Final = 10.0
 
     def __init__(self, model_dir: Path, *, workers: int, threads: int) -> None:
         self.model_dir = model_dir
         self.workers = workers
         self.threads = threads
         self._executor: ProcessPoolExecutor | None = None
+        self._last_done = time.monotonic()
+        self.replaced = 0
 
     def _make(self) -> ProcessPoolExecutor:
         # spawn: a forked child would inherit the event loop's threads and sockets.
@@ -290,15 +297,29 @@ class WhisperPool:
         loop = asyncio.get_running_loop()
         try:
             future = loop.run_in_executor(executor, recognise, pcm, prompt, expecting)
-            return await asyncio.wait_for(future, limit_s)
+            result = await asyncio.wait_for(future, limit_s)
         except TimeoutError as e:
+            if time.monotonic() - self._last_done > self.HUNG_AFTER_S:
+                self._replace(executor, "no recognition finished for a while: a process hangs")
             raise ProviderTimeout(f"whisper took more than {limit_s:.1f} s") from e
         except BrokenProcessPool as e:
-            if self._executor is executor:  # the first call to see it replaces the pool
-                log.error("a whisper process died; starting a new pool")
-                self._executor = self._make()
-                executor.shutdown(wait=False, cancel_futures=True)
+            self._replace(executor, "a whisper process died")
             raise ProviderError("whisper process died") from e
+        self._last_done = time.monotonic()
+        return result
+
+    def _replace(self, executor: ProcessPoolExecutor, why: str) -> None:
+        if self._executor is not executor:
+            return  # another call already replaced it
+        log.error("%s; starting a new pool", why)
+        processes = list((getattr(executor, "_processes", None) or {}).values())
+        self._executor = self._make()
+        executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+        self._last_done = time.monotonic()
+        self.replaced += 1
 
     def pids(self) -> list[int]:
         """Process ids of the inference processes (for memory figures and fault tests)."""
