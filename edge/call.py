@@ -95,6 +95,8 @@ class Call:
             hangover_ms=cfg.vad_hangover_ms,
         )
         self._bargein_vad = cfg.bargein_vad
+        self._hangover_s = cfg.vad_hangover_ms / 1000
+        self._last_audio_at = self._t0
         self.guard = SilenceGuard(
             GuardPolicy(hold_after_s=cfg.hold_after_s, unavailable_after_s=cfg.unavailable_after_s),
             self._t0,
@@ -215,6 +217,7 @@ class Call:
         metrics.FRAMES_IN.inc(len(pcm) / audio.FRAME_BYTES)
         if len(self._batch) >= self._batch_bytes:
             self._flush_batch()
+        self._last_audio_at = self._loop.time()
         match self._vad.feed(pcm):
             case "onset":
                 self.guard.caller_started()
@@ -400,6 +403,11 @@ class Call:
             outcome, reason = self._closing
             self.finish(by="bot", reason=reason, outcome=outcome)
             return False
+        if self._vad.speaking and now - self._last_audio_at >= self._hangover_s:
+            # Asterisk sends nothing while the caller's side is silent: no audio is the end
+            # of the line too, not only quiet audio.
+            self._vad.reset()
+            self.guard.caller_stopped(now)
         if self._closing is None:
             self._guard(now)
         underruns = self.playout.underruns
