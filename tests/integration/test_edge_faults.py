@@ -125,9 +125,7 @@ async def test_a_timely_answer_means_no_hold_and_a_late_one_cuts_it(
     assert cut and cut[0].reason == "answered"
 
 
-async def publish_audio(
-    bus: Bus, call_id: str, utterance: str, pcm: bytes, epoch: int = 0
-) -> None:
+async def publish_audio(bus: Bus, call_id: str, utterance: str, pcm: bytes, epoch: int = 0) -> None:
     headers = audio.out_headers(utterance, 0, True, True, epoch)
     await bus.nc.publish(subjects.audio_out(call_id), pcm, headers=headers)
     await bus.nc.flush(timeout=2)
