@@ -22,6 +22,7 @@ from brain import dialog as d
 from brain.config import BrainConfig
 from brain.metrics import DECISIONS, NLU_FALLBACKS, NLU_SECONDS
 from brain.nlu import Nlu, understand
+from brain.phone import caller_id
 from brain.solutions import Catalog
 from brain.store import Store
 from events import schemas, subjects
@@ -164,7 +165,8 @@ class CallBrain:
         put = self.queue.put_nowait
         match env.event:
             case schemas.Started(caller=caller):
-                customer = await self._lookup(caller) if caller else None
+                number = caller_id(caller)  # "+33 6…", "0033…", "33…" -> "06…"
+                customer = await self._lookup(number) if number else None
                 if self.store is not None:
                     await _quiet(self.store.call_started(self.call_id, caller), self.call_id)
                 put(Pending(d.CallStarted(caller, customer), "started", seq))
