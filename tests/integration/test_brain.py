@@ -195,6 +195,8 @@ async def test_unsolved_call_without_technician_gets_a_ticket(
         "non",
         "ok",
         "non toujours pas",
+        "ok",
+        "ça ne marche pas",
     ):
         await call.speak(line)
         await asyncio.sleep(0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -161,11 +162,15 @@ def test_the_end_guard_hangs_up_if_playback_is_never_reported() -> None:
                 "non",
                 "ok",
                 "non ça ne marche pas",
+                "ok",
+                "toujours pas",
             ],
             [
                 "WELCOME",
                 "IDENTIFICATION",
                 "DIAGNOSTIC",
+                "SOLUTION",
+                "VERIFICATION",
                 "SOLUTION",
                 "VERIFICATION",
                 "SOLUTION",
@@ -198,6 +203,15 @@ def test_dialog_paths(
     assert r.s.outcome == outcome
 
 
+def test_every_problem_has_several_short_fixes_tried_in_order() -> None:
+    for problem in CATALOG.problems:
+        assert len(problem.steps) >= 2, problem.key
+        assert len(set(problem.steps)) == len(problem.steps), problem.key
+        for step in problem.steps:
+            for sentence in re.split(r"(?<=[.!?])\s+", step):
+                assert len(sentence.split()) <= 20, sentence  # said by a TTS, heard once
+
+
 def test_no_technician_opens_a_ticket_and_reads_its_number() -> None:
     r = started()
     r.technician = False
@@ -209,6 +223,8 @@ def test_no_technician_opens_a_ticket_and_reads_its_number() -> None:
         "non",
         "ok",
         "toujours pas",
+        "ok",
+        "non",
     ):
         r.user(line)
     tickets = [a for a in r.actions if isinstance(a, d.OpenTicket)]
