@@ -351,7 +351,7 @@ class CallBrain:
     async def _act(self, action: d.Action, follow_ups: list[d.Input]) -> float | None:
         cid = self.call_id
         match action:
-            case d.Say(utterance_id=u, phrase=phrase, text=text, interruptible=i):
+            case d.Say(utterance_id=u, phrase=phrase, text=text, interruptible=i, speed=speed):
                 say = schemas.Say(
                     call_id=cid,
                     ts=time.time(),
@@ -359,6 +359,7 @@ class CallBrain:
                     phrase=phrase,
                     text=text,
                     interruptible=i,
+                    speed=speed,
                 )
                 await self.bus.publish(subjects.say(cid), say, msg_id=f"{cid}:say:{u}")
                 return say.ts
