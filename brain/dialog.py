@@ -7,6 +7,13 @@ function of its inputs, which is what makes takeover and replay possible.
 
 WELCOME -> IDENTIFICATION -> DIAGNOSTIC -> SOLUTION -> VERIFICATION -> GOODBYE | TRANSFER
 (TICKET when no technician can take the call; CLOSED once the call is over.)
+
+No dead ends: a caller who is not understood is asked to repeat once, then each state has its
+way forward (move on, the keypad, the next question), and when that fails too a person takes
+over (a technician, or a ticket when none is free). The bot never says the same prompt three
+times in a row, and a caller who speaks is never treated as silent: speech that yields no words
+counts as a misunderstanding, not as silence, so no call ends in `no_input` while the caller
+was talking.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from typing import Literal
 
 import msgspec
 
+from brain.phone import caller_id, spoken
 from brain.solutions import Catalog, Problem
 
 State = Literal[
@@ -38,6 +46,18 @@ EXPECTING: dict[str, str | None] = {
     "DIAGNOSTIC": "category",
     "SOLUTION": "ack",
     "VERIFICATION": "yes_no",
+}
+# States with a keypad fallback once speech has failed, and its prompt.
+KEYPAD: dict[str, str] = {"DIAGNOSTIC": "ask_category_dtmf", "VERIFICATION": "ask_yes_no_dtmf"}
+SLOWER = 0.8  # speaking rate of a prompt said again, and of all prompts once the caller asked
+# What an out-of-scope request is about, in the words of the ticket summary.
+TOPIC_LABELS: dict[str, str] = {
+    "billing": "facturation",
+    "contract": "contrat ou offre",
+    "moving": "déménagement",
+    "cancellation": "résiliation",
+    "order": "commande ou livraison",
+    "theft": "perte ou vol",
 }
 
 
@@ -85,6 +105,11 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     ticket: str | None = None
     technician_pending: bool = False
     confirming_phone: bool = False  # a number no customer has was read back: yes or no?
+    speech_unheard: bool = False  # the caller started speaking; no words came of it yet
+    slow: bool = False  # the caller asked the bot to speak slower (or louder): every say slower
+    said_last: str | None = None  # phrase key or text of the last thing said
+    said_run: int = 0  # how many times in a row `said_last` was said
+    topic: str | None = None  # what an out-of-scope request is about (billing, contract, ...)
 
 
 def expecting(s: Snapshot) -> str | None:
@@ -218,7 +243,7 @@ class Say:
     phrase: str | None = None
     text: str | None = None
     interruptible: bool = True
-    speed: float = 1.0
+    speed: float = 1.0  # speaking rate factor: SLOWER for a prompt said again
 
 
 @dataclass(frozen=True)
@@ -281,10 +306,10 @@ Action = (
 def describe(action: Action) -> str:
     """A one-line name for decision events and replay diffs."""
     match action:
-        case Say(phrase=str(p)):
-            return f"say:{p}"
-        case Say(text=t):
-            return f"say_text:{t}"
+        case Say(phrase=str(p), speed=speed):
+            return f"say:{p}{_rate(speed)}"
+        case Say(text=t, speed=speed):
+            return f"say_text:{t}{_rate(speed)}"
         case StartTimer(name=n, seconds=s):
             return f"timer:{n}:{s:g}"
         case CancelTimer(name=n):
@@ -302,6 +327,10 @@ def describe(action: Action) -> str:
         case RecordOutcome(outcome=o):
             return f"outcome:{o}"
     raise AssertionError(action)
+
+
+def _rate(speed: float) -> str:
+    return "" if speed == 1.0 else f"@{speed:g}"
 
 
 # --- the machine ----------------------------------------------------------------------
@@ -333,8 +362,9 @@ class Dialog:
                 s = self._max_length(s, out)
             case Timeout(name="end_guard"):
                 s = self._finish(s, out)
-            case Timeout(name="no_input"):
-                s = self._no_input(s, out)
+            case Timeout(name="no_input") if not self._wrapping_up(s):
+                # Speech that never became words is a misunderstanding, not silence.
+                s = self._misunderstood(s, out) if s.speech_unheard else self._no_input(s, out)
             case TechnicianResult():
                 s = self._technician(s, event, out)
             case TicketOpened(number=n):
@@ -359,17 +389,19 @@ class Dialog:
                 if s.ending is None:
                     s, _ = self._say(s, out, phrase="hold")
             case ProviderTrouble(kind="gap"):
-                if s.ending is None and s.state in EXPECTING:
-                    s = self._prompt(s, out, phrase="repeat")
-            case Heard() | Dtmf() if (
-                s.ending is not None or s.ticket_pending or s.technician_pending
-            ):
+                if not self._wrapping_up(s) and s.state in EXPECTING:
+                    s = self._ask_to_repeat(s, out)
+            case Heard() | Dtmf() if self._wrapping_up(s):
                 pass  # the call is being wrapped up: nothing the caller says changes that
             case Heard():
                 s = self._heard(s, event, out)
             case Dtmf(digit=d):
                 s = self._dtmf(s, d, out)
         return msgspec.structs.replace(s, turn=s.turn + 1), out
+
+    @staticmethod
+    def _wrapping_up(s: Snapshot) -> bool:
+        return s.ending is not None or s.ticket_pending or s.technician_pending
 
     # --- prompts ----------------------------------------------------------------------
 
@@ -381,13 +413,22 @@ class Dialog:
         phrase: str | None = None,
         text: str | None = None,
         interruptible: bool = True,
+        slower: bool = False,
     ) -> tuple[Snapshot, str]:
         uid = f"u{s.utterances + 1}"
-        out.append(Say(uid, phrase=phrase, text=text, interruptible=interruptible))
-        s = msgspec.structs.replace(s, utterances=s.utterances + 1)
+        speed = SLOWER if slower or s.slow else 1.0
+        out.append(Say(uid, phrase=phrase, text=text, interruptible=interruptible, speed=speed))
+        said = phrase if phrase is not None else text
+        run = s.said_run + 1 if said == s.said_last else 1
+        s = msgspec.structs.replace(s, utterances=s.utterances + 1, said_last=said, said_run=run)
         if not interruptible:
             s = msgspec.structs.replace(s, uninterruptible=(*s.uninterruptible, uid))
         return s, uid
+
+    @staticmethod
+    def _third_time(s: Snapshot, said: str | None) -> bool:
+        """Would saying `said` now make it three times in a row?"""
+        return said is not None and said == s.said_last and s.said_run >= 2
 
     def _prompt(
         self,
@@ -396,23 +437,41 @@ class Dialog:
         *,
         phrase: str | None = None,
         text: str | None = None,
-        preface: str | None = None,
+        slower: bool = False,
+        remember: bool = True,
     ) -> Snapshot:
-        """Say a question and wait for the answer: the no-input timer starts when it ends."""
+        """Say a question and wait for the answer: the no-input timer starts when it ends.
+
+        `remember`: the question is the one "répétez" says again (not "êtes-vous toujours en
+        ligne ?"). A question asked twice in a row already is not asked a third time: the
+        caller is stuck on it, and a person takes over."""
+        if self._third_time(s, phrase if phrase is not None else text):
+            return self._escalate(s, out, "la même question est restée sans réponse")
         out.append(CancelTimer("no_input"))
-        if preface is not None:
-            s, _ = self._say(s, out, text=preface)
-        s, uid = self._say(s, out, phrase=phrase, text=text)
-        return msgspec.structs.replace(
-            s, awaiting=uid, last_prompt=phrase or text, last_prompt_is_text=phrase is None
-        )
+        s, uid = self._say(s, out, phrase=phrase, text=text, slower=slower)
+        s = msgspec.structs.replace(s, awaiting=uid)
+        if remember:
+            s = msgspec.structs.replace(
+                s, last_prompt=phrase or text, last_prompt_is_text=phrase is None
+            )
+        return s
 
     def _reprompt(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """The question again, slower."""
         if s.last_prompt is None:
-            return s
+            return self._ask_to_repeat(s, out)
         if s.last_prompt_is_text:
-            return self._prompt(s, out, text=s.last_prompt)
-        return self._prompt(s, out, phrase=s.last_prompt)
+            return self._prompt(s, out, text=s.last_prompt, slower=True)
+        return self._prompt(s, out, phrase=s.last_prompt, slower=True)
+
+    def _ask_to_repeat(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """Ask the caller to say it again ("Pardon, … pouvez-vous répéter ?"); waited on like a
+        question, though "répétez" then says the question it was about."""
+        if self._third_time(s, "repeat"):
+            return self._reprompt(s, out)
+        out.append(CancelTimer("no_input"))
+        s, uid = self._say(s, out, phrase="repeat")
+        return msgspec.structs.replace(s, awaiting=uid)
 
     def _end(
         self,
@@ -447,7 +506,8 @@ class Dialog:
     def _start(self, s: Snapshot, e: CallStarted, out: list[Action]) -> Snapshot:
         if s.state != "INIT":
             return s
-        s = msgspec.structs.replace(s, caller_number=e.caller, state="WELCOME")
+        # Trunks send "+33 6…", "0033…", "33…": kept as the brain looks numbers up.
+        s = msgspec.structs.replace(s, caller_number=caller_id(e.caller), state="WELCOME")
         if e.customer is not None:
             s = msgspec.structs.replace(
                 s, customer_id=e.customer.id, customer_name=e.customer.name, phone=e.customer.phone
@@ -465,17 +525,27 @@ class Dialog:
         if s.ending_after == u:
             return self._finish(s, out)
         if s.awaiting == u:
-            out.append(StartTimer("no_input", self.policy.no_input_s))
+            out.append(StartTimer("no_input", self._silence_s(s)))
         return s
 
+    def _silence_s(self, s: Snapshot) -> float:
+        """How long to wait for an answer; longer while the caller's words are on their way."""
+        extra = self.policy.max_utterance_s if s.speech_unheard else 0.0
+        return self.policy.no_input_s + extra
+
     def _barge_in(self, s: Snapshot, out: list[Action]) -> Snapshot:
-        """The caller speaks over the bot: stop what may be cut, stop waiting for silence."""
+        """The caller speaks (over the bot or not): stop what may be cut, and stop counting
+        silences: a caller who talks is not silent."""
         for u in s.playing:
             if u not in s.uninterruptible:
                 out.append(Flush(u))
+        s = msgspec.structs.replace(s, no_input=0)
+        if self._wrapping_up(s):
+            return s
         # Wait for the words, but not forever: noise can start "speech" that never yields a
-        # transcript, and the caller must then be re-prompted rather than left in silence.
-        out.append(StartTimer("no_input", self.policy.no_input_s + self.policy.max_utterance_s))
+        # transcript; the caller is then asked to repeat (see `step`), never left in silence.
+        s = msgspec.structs.replace(s, speech_unheard=True)
+        out.append(StartTimer("no_input", self._silence_s(s)))
         return s
 
     def _caller_hung_up(self, s: Snapshot, out: list[Action]) -> Snapshot:
@@ -501,11 +571,10 @@ class Dialog:
                 out.append(OpenTicket(s.category, self._summary(s, "plus de réponse"), "open"))
             return self._end(s, out, how="hangup", outcome="no_input", phrase="goodbye_no_input")
         if n == self.policy.max_no_input - 1:
-            return self._prompt(s, out, phrase="no_input_last")
-        prompt = self._reprompt(s, out)
-        if prompt is s:
-            return self._prompt(s, out, phrase="no_input")
-        return prompt
+            return self._prompt(s, out, phrase="no_input_last", remember=False)
+        if s.last_prompt is None or self._third_time(s, s.last_prompt):
+            return self._prompt(s, out, phrase="no_input", remember=False)
+        return self._reprompt(s, out)
 
     def _resume(self, s: Snapshot, elapsed_s: float, out: list[Action]) -> Snapshot:
         # The previous owner's timers died with it: the call's length limit goes on.
@@ -513,26 +582,30 @@ class Dialog:
         if s.ticket_pending:
             out.append(OpenTicket(s.category, self._summary(s, "reprise"), "open"))
         if s.technician_pending:
-            out.append(FindTechnician(s.category))
+            out.append(FindTechnician(_technician_category(s)))
         if s.ending is not None:
             out.append(StartTimer("end_guard", 3.0))
         elif s.awaiting is not None and s.awaiting not in s.playing:
-            out.append(StartTimer("no_input", self.policy.no_input_s))
+            out.append(StartTimer("no_input", self._silence_s(s)))
         return s
 
     # --- what the caller says -------------------------------------------------------
 
     def _heard(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
         out.append(CancelTimer("no_input"))
-        s = msgspec.structs.replace(s, no_input=0)
+        s = msgspec.structs.replace(s, no_input=0, speech_unheard=False)
         if not h.confident or not h.text.strip():
             return self._misunderstood(s, out)
         if h.intent == "repeat":
+            if h.slots.get("speak"):  # "plus lentement", "plus fort": from now on, slower
+                s = msgspec.structs.replace(s, slow=True)
             return self._reprompt(s, out)
         if h.intent == "agent":
             return self._escalate(s, out, "le client demande un technicien")
-        if h.intent == "goodbye" and s.state in ("WELCOME", "IDENTIFICATION", "DIAGNOSTIC"):
-            return self._end(s, out, how="hangup", outcome="abandoned", phrase="goodbye")
+        if h.intent == "out_of_scope":
+            return self._out_of_scope(s, h.slots.get("topic"), out)
+        if h.intent == "goodbye" and s.state in EXPECTING:
+            return self._take_leave(s, out)
         match s.state:
             case "WELCOME":
                 return self._welcome_answer(s, h, out)
@@ -541,30 +614,45 @@ class Dialog:
             case "DIAGNOSTIC":
                 return self._category_answer(s, h.intent, h.slots.get("category"), h.text, out)
             case "SOLUTION":
+                if h.intent == "deny":  # "ça ne marche pas", "déjà essayé": the next fix
+                    return self._next_fix(s, out)
                 return self._solution_ack(s, out)
             case "VERIFICATION":
                 return self._verification_answer(s, h.intent, out)
         return s
 
     def _misunderstood(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """Once: "pardon, pouvez-vous répéter ?". Then the state's way forward: the keypad
+        (and a person when the keypad fails too), or on to the next question."""
         n = s.misunderstood + 1
-        s = msgspec.structs.replace(s, misunderstood=n)
-        dtmf_prompt = {"DIAGNOSTIC": "ask_category_dtmf", "VERIFICATION": "ask_yes_no_dtmf"}
-        if n >= self.policy.max_misunderstood and s.state in dtmf_prompt:
+        s = msgspec.structs.replace(s, misunderstood=n, speech_unheard=False)
+        if n < self.policy.max_misunderstood:
+            return self._ask_to_repeat(s, out)
+        if s.state in KEYPAD and not s.dtmf_mode:
             s = msgspec.structs.replace(s, dtmf_mode=True)
-            return self._prompt(s, out, phrase=dtmf_prompt[s.state])
-        if n >= self.policy.max_misunderstood and s.state == "IDENTIFICATION":
+            return self._prompt(s, out, phrase=KEYPAD[s.state])
+        if s.state == "WELCOME":  # the problem will be asked again, as a closed question
+            s = msgspec.structs.replace(s, state="IDENTIFICATION", misunderstood=0)
+            return self._prompt(s, out, phrase="ask_identity")
+        if s.state == "IDENTIFICATION":
             return self._after_identity(s, out)  # unknown callers still get help
-        if n > self.policy.max_misunderstood + 1:
-            return self._escalate(s, out, "incompréhension répétée")
-        out.append(Say(f"u{s.utterances + 1}", phrase="repeat"))
-        s = msgspec.structs.replace(s, utterances=s.utterances + 1)
-        return self._reprompt_quietly(s, out)
+        if s.state == "SOLUTION":
+            return self._solution_ack(s, out)  # a yes/no question, with a keypad fallback
+        return self._escalate(s, out, "incompréhension répétée, même au clavier")
 
-    def _reprompt_quietly(self, s: Snapshot, out: list[Action]) -> Snapshot:
-        """After "pardon, pouvez-vous répéter", wait on that phrase rather than re-ask."""
-        uid = f"u{s.utterances}"
-        return msgspec.structs.replace(s, awaiting=uid)
+    def _take_leave(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """Goodbye before the fix was confirmed: not solved. As when the caller hangs up, a
+        call that got past the welcome leaves a ticket."""
+        if s.state != "WELCOME" and s.ticket is None:
+            summary = self._summary(s, "le client a pris congé avant la fin")
+            out.append(OpenTicket(s.category, summary, "open"))
+        return self._end(s, out, how="hangup", outcome="abandoned", phrase="goodbye")
+
+    def _out_of_scope(self, s: Snapshot, topic: str | None, out: list[Action]) -> Snapshot:
+        """Billing, contracts, moving house, cancellation…: not for this line. Said politely,
+        then an advisor (any free person), or a ticket."""
+        s = msgspec.structs.replace(s, topic=topic or "other")
+        return self._escalate(s, out, "demande hors dépannage", phrase="out_of_scope")
 
     def _welcome_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
         category = h.slots.get("category") or _intent_category(h.intent)
@@ -584,7 +672,8 @@ class Dialog:
         gave_phone = "phone" in h.slots
         if s.confirming_phone:
             s = msgspec.structs.replace(s, confirming_phone=False)
-            if h.intent == "affirm" and not gave_phone:
+            same = gave_phone and h.slots["phone"] == s.phone  # said again: that is a yes
+            if same or (h.intent == "affirm" and not gave_phone):
                 return self._after_identity(s, out)  # right number, just not a customer
             if h.intent == "deny" and not gave_phone:
                 s = msgspec.structs.replace(s, phone=None)
@@ -606,11 +695,15 @@ class Dialog:
             # No customer has the number as heard: speech recognition gets digits wrong, so
             # read it back rather than carry on with a wrong identity.
             s = msgspec.structs.replace(s, confirming_phone=True)
-            return self._prompt(s, out, text=f"J'ai noté le {phone}. Est-ce bien votre numéro ?")
+            heard_phone = h.slots["phone"]
+            text = f"J'ai noté le {spoken(heard_phone)}. Est-ce bien votre numéro ?"
+            return self._prompt(s, out, text=text)
         return self._after_identity(s, out)
 
     def _after_identity(self, s: Snapshot, out: list[Action]) -> Snapshot:
-        s = msgspec.structs.replace(s, state="DIAGNOSTIC", misunderstood=0, dtmf_mode=False)
+        s = msgspec.structs.replace(
+            s, state="DIAGNOSTIC", misunderstood=0, dtmf_mode=False, confirming_phone=False
+        )
         return self._prompt(s, out, phrase="ask_category")
 
     def _category_answer(
@@ -642,25 +735,32 @@ class Dialog:
         return self._prompt(s, out, text=text)
 
     def _solution_ack(self, s: Snapshot, out: list[Action]) -> Snapshot:
-        s = msgspec.structs.replace(s, state="VERIFICATION", misunderstood=0)
+        s = msgspec.structs.replace(s, state="VERIFICATION", misunderstood=0, dtmf_mode=False)
         return self._prompt(s, out, phrase="ask_verification")
 
     def _verification_answer(self, s: Snapshot, intent: str, out: list[Action]) -> Snapshot:
-        if intent in ("affirm", "goodbye"):
+        if intent == "affirm":
             return self._end(s, out, how="hangup", outcome="solved", phrase="goodbye")
-        if intent != "deny":
-            return self._misunderstood(s, out)
+        if intent == "deny":
+            return self._next_fix(s, out)
+        return self._misunderstood(s, out)
+
+    def _next_fix(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """The fix did not work: the next one of the problem, or a technician."""
         problem = self.catalog.get(s.problem) if s.problem else None
         if problem is not None and s.step + 1 < len(problem.steps):
             s = msgspec.structs.replace(s, step=s.step + 1, misunderstood=0, dtmf_mode=False)
             return self._propose(s, problem, out)
         return self._escalate(s, out, "les solutions proposées n'ont pas suffi")
 
-    def _escalate(self, s: Snapshot, out: list[Action], why: str) -> Snapshot:
-        """No solution left, or the caller asks for a person: a technician if one is free."""
+    def _escalate(
+        self, s: Snapshot, out: list[Action], why: str, *, phrase: str = "hold"
+    ) -> Snapshot:
+        """No solution left, the caller is stuck or asks for a person: a technician (an advisor
+        for an out-of-scope request) if one is free, else a ticket."""
         out.append(CancelTimer("no_input"))
-        out.append(FindTechnician(s.category))
-        s, _ = self._say(s, out, phrase="hold")
+        out.append(FindTechnician(_technician_category(s)))
+        s, _ = self._say(s, out, phrase=phrase)
         return msgspec.structs.replace(
             s, technician_pending=True, awaiting=None, tried=(*s.tried, f"[{why}]")
         )
@@ -669,14 +769,14 @@ class Dialog:
         if not s.technician_pending:
             return s
         s = msgspec.structs.replace(s, technician_pending=False)
+        who = "un conseiller" if s.topic else "un technicien"
+        category = _technician_category(s)  # a billing question is no internet ticket
         if r.available:
-            out.append(
-                OpenTicket(s.category, self._summary(s, "transféré à un technicien"), "transferred")
-            )
-            return self._end(
-                s, out, how=f"transfer:{r.target}", outcome="transfer", phrase="transfer"
-            )
-        out.append(OpenTicket(s.category, self._summary(s, "rappel par un technicien"), "open"))
+            summary = self._summary(s, f"transféré à {who}")
+            out.append(OpenTicket(category, summary, "transferred"))
+            phrase = "transfer_advisor" if s.topic else "transfer"
+            return self._end(s, out, how=f"transfer:{r.target}", outcome="transfer", phrase=phrase)
+        out.append(OpenTicket(category, self._summary(s, f"rappel par {who}"), "open"))
         return msgspec.structs.replace(s, state="TICKET", ticket_pending=True)
 
     def _ticket_opened(self, s: Snapshot, number: str | None, out: list[Action]) -> Snapshot:
@@ -684,18 +784,18 @@ class Dialog:
         s = msgspec.structs.replace(s, ticket=number or s.ticket, ticket_pending=False)
         if not was_pending or s.state != "TICKET":
             return s
+        who = "conseiller" if s.topic else "technicien"
         if number is None:
             # The request is recorded (an event the archiver turns into a ticket), but no
             # number exists yet: the caller is told only what is true.
             text = (
-                "Aucun technicien n'est disponible pour le moment. Votre demande est "
-                "enregistrée et un technicien vous rappellera. Merci pour votre appel, au revoir."
+                f"Aucun {who} n'est disponible pour le moment. Votre demande est enregistrée "
+                f"et un {who} vous rappellera. Merci pour votre appel, au revoir."
             )
         else:
             text = (
-                f"Aucun technicien n'est disponible pour le moment. J'ai ouvert le ticket "
-                f"numéro {number}. Un technicien vous rappellera. Merci pour votre appel, "
-                "au revoir."
+                f"Aucun {who} n'est disponible pour le moment. J'ai ouvert le ticket numéro "
+                f"{number}. Un {who} vous rappellera. Merci pour votre appel, au revoir."
             )
         return self._end(s, out, how="hangup", outcome="ticket", text=text)
 
@@ -716,24 +816,37 @@ class Dialog:
             case (("WELCOME" | "IDENTIFICATION"), d) if d.isdigit():
                 buf = s.dtmf_buffer + d
                 s = msgspec.structs.replace(s, dtmf_buffer=buf, state="IDENTIFICATION")
-                if len(buf) >= 10:
-                    s = msgspec.structs.replace(s, phone=buf[:10], dtmf_buffer="")
-                    out.append(FindCustomer(buf[:10]))
+                # A national number is 10 digits; "00" and a country code, 13 (or "#").
+                if len(buf) >= (13 if buf.startswith("00") else 10):
+                    return self._typed_number(s, buf, out)
                 return s
             case (("WELCOME" | "IDENTIFICATION"), "#") if s.dtmf_buffer:
-                s = msgspec.structs.replace(s, phone=s.dtmf_buffer, dtmf_buffer="")
-                out.append(FindCustomer(s.phone or ""))
-                return s
+                return self._typed_number(s, s.dtmf_buffer, out)
             case _, "0":
                 return self._escalate(s, out, "le client a demandé un technicien (touche 0)")
         return self._misunderstood(s, out)
 
     @staticmethod
+    def _typed_number(s: Snapshot, digits: str, out: list[Action]) -> Snapshot:
+        number = caller_id(digits) or digits
+        out.append(FindCustomer(number))
+        return msgspec.structs.replace(s, phone=number, dtmf_buffer="")
+
+    @staticmethod
     def _summary(s: Snapshot, why: str) -> str:
         who = s.customer_name or s.name or "client non identifié"
         tried = "; ".join(t for t in s.tried if not t.startswith("[")) or "aucune"
-        return f"{who} ({s.category or 'catégorie inconnue'}): {why}. Solutions essayées: {tried}"
+        about = s.category or "catégorie inconnue"
+        if s.topic is not None:
+            about += f", hors dépannage: {TOPIC_LABELS.get(s.topic, 'autre demande')}"
+        return f"{who} ({about}): {why}. Solutions essayées: {tried}"
 
 
 def _intent_category(intent: str) -> str | None:
     return intent if intent in ("internet", "mobile") else None
+
+
+def _technician_category(s: Snapshot) -> str | None:
+    """Who may take the call: a technician of its category; anyone free for an out-of-scope
+    request (no technician queue is about billing)."""
+    return None if s.topic else s.category

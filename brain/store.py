@@ -9,6 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from brain.dialog import Customer
+from brain.phone import caller_id
 
 log = logging.getLogger("brain.store")
 
@@ -47,6 +48,7 @@ class Store:
         await self.pool.close()
 
     async def find_customer(self, phone: str) -> Customer | None:
+        phone = caller_id(phone) or phone  # numbers are stored as "0612345678"
         row = await self.pool.fetchrow(
             "SELECT c.id, c.name, p.phone FROM phone_numbers p JOIN customers c "
             "ON c.id = p.customer_id WHERE p.phone = $1",

@@ -29,6 +29,7 @@ from brain import dialog as d
 from brain.config import BrainConfig
 from brain.metrics import DECISIONS, NLU_FALLBACKS, NLU_SECONDS
 from brain.nlu import Nlu, understand
+from brain.phone import caller_id
 from brain.solutions import Catalog
 from brain.store import Store
 from events import schemas, subjects
@@ -213,8 +214,9 @@ class CallBrain:
                 pass  # the edge's own hold phrases: not the dialog's utterances
             case schemas.Started(caller=caller):
                 put(Pending(d.CallStarted(caller, None), "started", seq))
-                if caller and self.store is not None and not self.takeover:
-                    self._side(self._caller_lookup(caller))
+                number = caller_id(caller)  # "+33 6…", "0033…", "33…" -> "06…"
+                if number and self.store is not None and not self.takeover:
+                    self._side(self._caller_lookup(number))
             case schemas.Dtmf(digit=digit):
                 put(Pending(d.Dtmf(digit), "dtmf", seq, text=f"DTMF {digit}"))
             case schemas.Hangup(by="caller") | schemas.Ended():

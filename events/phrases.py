@@ -30,6 +30,11 @@ PHRASES: Final[dict[str, str]] = {
         "Un technicien vous rappellera. Au revoir."
     ),
     "transfer": "Je vous transfère vers un technicien. Ne quittez pas.",
+    "out_of_scope": (
+        "Je ne peux traiter ici que les pannes Internet et mobile. "
+        "Je cherche un conseiller disponible pour votre demande, un instant s'il vous plaît."
+    ),
+    "transfer_advisor": "Je vous transfère vers un conseiller. Ne quittez pas.",
     "busy": "Toutes nos lignes sont occupées. Merci de rappeler dans quelques minutes. Au revoir.",
     "unavailable": (
         "Le service est momentanément indisponible. Merci de rappeler plus tard. Au revoir."

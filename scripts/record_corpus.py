@@ -76,21 +76,24 @@ SCENARIOS = [
     ),
     Scenario(
         "transfer",
-        "Both solution steps fail: transfer to the available internet technician.",
+        "Every fix fails (one refused at once): transfer to the available internet technician.",
         "say: Bonjour, j'ai un problème avec ma connexion.\n" + IDENTITY + "say: Internet.\n"
         "say: D'accord.\n"
         "say: Non, toujours pas.\n"
+        "say: Ça ne marche pas, je l'ai déjà fait.\n"
         "say: D'accord.\n"
         "say: Non, ça ne marche pas.\n",
     ),
     Scenario(
         "ticket",
-        "Both steps fail and no technician is available: a ticket, then goodbye.",
+        "Every fix fails and no technician is available: a ticket, then goodbye.",
         "say: Bonjour, j'ai un problème avec ma connexion.\n" + IDENTITY + "say: Internet.\n"
         "say: D'accord.\n"
         "say: Non, toujours pas.\n"
         "say: D'accord.\n"
-        "say: Non, ça ne marche pas.\n",
+        "say: Non, ça ne marche pas.\n"
+        "say: D'accord.\n"
+        "say: Toujours pas.\n",
         sql=("UPDATE technicians SET available = false",),
     ),
     Scenario(
@@ -113,6 +116,18 @@ SCENARIOS = [
         "dtmf: 1\n"
         "dtmf: 1\n"
         "dtmf: 1\n",
+    ),
+    Scenario(
+        "keypad_fails",
+        "The category is never understood, not even after the keypad prompt: a technician.",
+        "say: Bonjour, j'ai un souci.\n" + IDENTITY + "say: Euh, je ne sais pas.\n"
+        "say: Bof.\n"
+        "say: Je ne sais vraiment pas.\n",
+    ),
+    Scenario(
+        "out_of_scope",
+        "A billing question: a polite answer, then an advisor.",
+        "say: Bonjour, c'est pour une question sur ma facture.\n",
     ),
     Scenario(
         "provider_timeout",

@@ -7,6 +7,7 @@ comes back as "François Lefèvre" and not "francois lefevre".
 
 from __future__ import annotations
 
+import difflib
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -75,3 +76,47 @@ def title_name(text: str) -> str:
         return p.capitalize() if p.islower() or p.isupper() else p
 
     return " ".join("-".join(part(p) for p in w.split("-")) for w in text.split())
+
+
+# A letter said alone ("D"), or with the word that spells it ("D comme Denis"); not the elided
+# "l'", "j'", "qu'" of ordinary speech.
+_LETTER = r"(?<![\w'])[A-Za-z](?:\s+comme\s+[^\W\d_]+)?(?![\w'])"
+_SPELLED = re.compile(rf"{_LETTER}(?:[\s,.;:/-]+{_LETTER})+")
+_LAST_WORD = re.compile(r"([^\W\d_]+(?:-[^\W\d_]+)*)([\s,.;:/-]*)$")
+_VOWELS = frozenset("aeiouy")
+_SIMILAR = 0.7  # how close a spoken word must be to the spelling to be the same name
+
+
+def join_spelled(text: str) -> str:
+    """Names spelled letter by letter become one word: 'D U P O N T' -> 'DUPONT',
+    'P comme Pierre, O comme Oscar, L comme Louis' -> 'POL'.
+
+    The spelling stands for the word said just before it when they look alike ("Dupond,
+    D U P O N T" -> "DUPONT": the letters are surer than the recogniser's guess of the
+    word), else it follows it as the next word of the name ("Pierre, D U P O N T" ->
+    "Pierre DUPONT"). Three letters at least, or two spelled with "comme", one of them a
+    consonant: "il y a" is no spelling."""
+    text = _clean(text)
+    out: list[str] = []
+    end = 0
+    for m in _SPELLED.finditer(text):
+        letters = re.findall(_LETTER, m.group())
+        spelled = "".join(t[0] for t in letters).upper()
+        with_comme = any(len(t) > 1 for t in letters)
+        if len(letters) < (2 if with_comme else 3) or set(spelled.lower()) <= _VOWELS:
+            continue
+        before = text[end : m.start()]
+        last = _LAST_WORD.search(before)
+        if last and _looks_like(last.group(1), spelled):
+            before = before[: last.start()]
+        elif last:
+            before = before[: last.start(2)] + " "  # no pause between the name's words
+        out += [before, spelled]
+        end = m.end()
+    out.append(text[end:])
+    return "".join(out)
+
+
+def _looks_like(word: str, spelled: str) -> bool:
+    a, b = fold_word(word), spelled.lower()
+    return difflib.SequenceMatcher(None, a, b).ratio() >= _SIMILAR

@@ -1,11 +1,15 @@
-"""French spoken numbers to digits, and French phone numbers out of a transcript.
+"""French spoken numbers to digits, and phone numbers out of a transcript.
 
 Callers read a phone number digit by digit ("zéro six un deux…"), in pairs ("zéro six douze
 trente-quatre…"), or mixed with digits ("06, douze, 34…"). A number is read greedily, the longest
 French number at each point ("soixante dix huit" is 78, not 60 10 8), with two exceptions that
 follow how pairs are spoken: a pause (punctuation) ends a number, and a unit right after "zéro"
 is a single digit ("zéro quatre vingt" is 04 20, not 0 80), unless hyphens join it
-("zéro quatre-vingt" is 0 80).
+("zéro quatre-vingt" is 0 80) or "cent" follows ("zéro quatre cent septante et un" is 0 471).
+
+Belgian and Swiss callers say "septante", "huitante"/"octante", "nonante", and group their
+numbers otherwise ("0471 23 45 67", "079 123 45 67"): the groups a number was read in and those
+words go with its digits to `brain.phone`, which tells a foreign number from a French one.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from brain import phone
 from brain.nlu.normalize import Word, words
 
 UNITS: dict[str, int] = {
@@ -27,6 +32,7 @@ TENS: dict[str, int] = {
     "vingt": 20, "vingts": 20, "trente": 30, "quarante": 40, "cinquante": 50, "soixante": 60,
     "septante": 70, "huitante": 80, "octante": 80, "nonante": 90,
 }  # fmt: skip
+_REGIONAL_TENS = frozenset({"septante", "huitante", "octante", "nonante"})
 _ZERO = frozenset({"zero"})
 _HUNDRED = frozenset({"cent", "cents"})
 _REPEAT = {"double": 2, "triple": 3}
@@ -105,7 +111,9 @@ class _Reader:
                 return digits * _REPEAT[key] if digits else None
             return None
         glued = self.atoms[self.i].glued if self.i < len(self.atoms) else False
-        if key in UNITS and after_zero and not glued:
+        # "zéro quatre cent septante et un" is 0 471 (Belgian mobiles are read so), not 04 171.
+        hundreds = self.peek() in _HUNDRED and key not in ("un", "une")
+        if key in UNITS and after_zero and not glued and not hundreds:
             return str(UNITS[key])
         value = self._below_1000(key)
         return None if value is None else str(value)
@@ -167,8 +175,9 @@ class _Reader:
         return UNITS[unit] if unit else 0
 
 
-def digits_of(keys: Sequence[str], pauses: Sequence[bool] | None = None) -> str:
-    """The digits a run of folded number words says: ['zero', 'six', 'soixante-dix-huit'] -> '0678'.
+def groups_of(keys: Sequence[str], pauses: Sequence[bool] | None = None) -> list[str]:
+    """The numbers a run of folded number words says, each as its digits:
+    ['zero', 'six', 'soixante-dix-huit'] -> ['0', '6', '78'].
 
     Words that start no number ('et' alone, fillers) are skipped."""
     atoms = _atoms(keys, pauses if pauses is not None else [False] * len(keys))
@@ -181,7 +190,13 @@ def digits_of(keys: Sequence[str], pauses: Sequence[bool] | None = None) -> str:
         open_zero = atoms[reader.i - 1].key in _ZERO and not open_zero
         if digits is not None:
             out.append(digits)
-    return "".join(out)
+    return out
+
+
+def digits_of(keys: Sequence[str], pauses: Sequence[bool] | None = None) -> str:
+    """The digits a run of folded number words says: ['zero', 'six', 'soixante-dix-huit'] ->
+    '0678'."""
+    return "".join(groups_of(keys, pauses))
 
 
 def to_digits(text: str) -> str:
@@ -190,25 +205,21 @@ def to_digits(text: str) -> str:
     return digits_of([w.key for w in ws], [w.pause_before for w in ws])
 
 
-def phone_from_digits(digits: str, *, international: bool = False) -> str | None:
-    """A French 10-digit number from what was read: '+33 6…', '0033 6…', '33 (0)6…' -> '06…'."""
-    if digits.startswith("0033"):
-        digits, international = digits[4:], True
-    elif digits.startswith("33") and (international or len(digits) in (11, 12)):
-        digits, international = digits[2:], True
-    if international:
-        digits = digits.removeprefix("0")
-        digits = "0" + digits if len(digits) == 9 else ""
-    if len(digits) in (11, 12) and digits[-10] == "0":
-        # A word before the number that reads as a digit: "j'ai un 06…".
-        digits = digits[-10:]
-    if len(digits) == 10 and digits[0] == "0" and digits[1] != "0":
-        return digits
-    return None
+def phone_from_digits(
+    digits: str,
+    *,
+    international: bool = False,
+    shape: tuple[int, ...] = (),
+    regional: bool = False,
+) -> str | None:
+    """A phone number from what was read: '+33 6…', '0033 6…', '33 (0)6…' -> '06…'; Belgian
+    and Swiss numbers in E.164 (see `brain.phone.from_digits`)."""
+    return phone.from_digits(digits, international=international, shape=shape, regional=regional)
 
 
 def normalize_phone(text: str) -> str | None:
-    """'+33 6 12 34 56 78', '06.12.34.56.78', 'zéro six douze…' -> '0612345678', else None."""
+    """'+33 6 12 34 56 78', '06.12.34.56.78', 'zéro six douze…' -> '0612345678';
+    '+32 471 23 45 67', 'zéro septante-neuf, cent vingt-trois…' -> E.164; else None."""
     found = find_phone(words(text))
     return found.phone if found else None
 
@@ -221,7 +232,7 @@ class PhoneMatch:
 
 
 def find_phone(ws: Sequence[Word]) -> PhoneMatch | None:
-    """The first French phone number in a transcript's words."""
+    """The first phone number (French, Belgian or Swiss) in a transcript's words."""
     i = 0
     while i < len(ws):
         start = i
@@ -234,12 +245,24 @@ def find_phone(ws: Sequence[Word]) -> PhoneMatch | None:
             i += 1
         numbers = [w for w in run if w.key not in FILLERS]
         if numbers:
-            digits = digits_of([w.key for w in numbers], [w.pause_before for w in numbers])
-            phone = phone_from_digits(digits, international=international)
+            groups = groups_of([w.key for w in numbers], [w.pause_before for w in numbers])
+            regional = any(p in _REGIONAL_TENS for w in numbers for p in w.key.split("-"))
+            phone = phone_from_digits(
+                "".join(groups), international=international, shape=_shape(groups),
+                regional=regional,
+            )  # fmt: skip
             if phone:
                 return PhoneMatch(phone, start, start + (1 if international else 0) + len(run))
         i = max(i, start + 1)
     return None
+
+
+def _shape(groups: list[str]) -> tuple[int, ...]:
+    """The lengths of the groups a number was read in, a lone leading "0" counted with the
+    group after it: "zéro septante-neuf, cent vingt-trois, …" is (3, 3, 2, 2)."""
+    if len(groups) > 1 and groups[0] == "0":
+        groups = [groups[0] + groups[1], *groups[2:]]
+    return tuple(len(g) for g in groups)
 
 
 def _inside_number(ws: Sequence[Word], i: int) -> bool:

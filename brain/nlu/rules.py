@@ -14,20 +14,26 @@ from collections.abc import Sequence
 
 import msgspec
 
-from brain.nlu.normalize import Word, fold, title_name, words
+from brain.nlu.names_fr import FIRST_NAMES
+from brain.nlu.normalize import Word, fold, join_spelled, title_name, words
 from brain.nlu.numbers_fr import FILLERS, PhoneMatch, find_phone, is_number_word
 
 INTENTS = (
-    "affirm", "deny", "internet", "mobile", "repeat", "agent", "goodbye", "inform", "unknown",
+    "affirm", "deny", "internet", "mobile", "repeat", "agent", "goodbye", "inform",
+    "out_of_scope", "unknown",
 )  # fmt: skip
 CATEGORIES = ("internet", "mobile")
+# The `topic` slot of an `out_of_scope` request: what the hotline does not handle.
+TOPICS = ("billing", "contract", "moving", "cancellation", "order", "theft")
 
 
 class Nlu(msgspec.Struct, frozen=True, kw_only=True):
     """One reading of a caller utterance, in the dialog vocabulary of DESIGN.md."""
 
     intent: str  # one of INTENTS
-    # name ("Pierre Dupont"), phone ("0612345678"), category ("internet" | "mobile")
+    # name ("Pierre Dupont"), phone ("0612345678", "+32471234567"), category ("internet" |
+    # "mobile"); with `out_of_scope`, topic (one of TOPICS); with `repeat`, speak ("slower" |
+    # "louder") when the caller asked for it
     slots: dict[str, str] = {}
     confidence: float = 1.0
     reply: str | None = None  # a phrasing an LLM may propose; the rules leave it None
@@ -45,6 +51,21 @@ REPEAT = (
     "j ai pas compris", "pas compris", "pas bien compris", "pas entendu", "pas bien entendu",
     "entendu ce que", "encore une fois", "plait il", "vous avez dit quoi", "vous dites",
 )  # fmt: skip
+# Requests to repeat that also say how: the caller cannot follow or hear the bot.
+SLOWER = (
+    "plus lentement", "moins vite", "plus doucement", "moins rapidement", "trop vite",
+    "parlez lentement", "parler lentement", "lentement s il vous plait", "ralentissez",
+    "pouvez ralentir", "pourriez ralentir",
+)  # fmt: skip
+LOUDER = (
+    "plus fort", "parlez fort", "vous entends pas", "vous entends mal", "vous entend pas",
+    "vous entend mal", "vous entends tres mal", "vous entends pas bien", "ca gresille",
+)  # fmt: skip
+# About the bot, or about the caller's own calls: see `_speak`.
+LOUDER_WEAK = (
+    "n entends pas", "j entends pas", "entends pas bien", "entends mal", "entends rien",
+    "entends tres mal", "entend mal", "entend pas", "entend rien",
+)  # fmt: skip
 # Only a request to repeat when the utterance says nothing else ("pardon, oui" is a yes).
 REPEAT_ALONE = ("pardon", "comment", "quoi", "hein", "excusez moi", "excuse moi")
 GOODBYE = (
@@ -58,6 +79,8 @@ DENY = (
     "n a rien change", "a rien change", "toujours le meme probleme", "toujours pareil",
     "c est pareil", "pareil", "pas pu", "non plus", "aucun changement", "rien du tout",
     "ca ne va pas", "ca va pas", "toujours en panne", "toujours le meme souci",
+    "deja essaye", "deja teste", "deja fait ca", "j ai deja fait", "rien donne",
+    "n a rien donne", "sans succes", "change rien", "toujours rien",
 )  # fmt: skip
 # A verb of "it works" under negation: "ça (ne) marche (toujours) pas", "ça a pas fonctionné".
 _NEGATED_WORKS = re.compile(
@@ -85,8 +108,8 @@ INTERNET = {
     "box": 2, "la box": 2, "wifi": 2, "wi fi": 2, "fibre": 2, "adsl": 2, "vdsl": 2,
     "routeur": 2, "modem": 2, "livebox": 2, "freebox": 2, "bbox": 2, "ethernet": 2,
     "ligne fixe": 2, "telephone fixe": 2, "le fixe": 2, "decodeur": 2, "television": 2,
-    "la tele": 2, "tv": 2, "connexion internet": 2, "internet": 1, "connexion": 1, "debit": 1,
-    "site": 1, "sites": 1, "navigateur": 1,
+    "telecommande": 2, "la tele": 2, "tv": 2, "connexion internet": 2, "internet": 1,
+    "connexion": 1, "debit": 1, "site": 1, "sites": 1, "navigateur": 1,
 }  # fmt: skip
 MOBILE = {
     "mobile": 2, "portable": 2, "4g": 2, "5g": 2, "3g": 2, "sms": 2, "texto": 2, "textos": 2,
@@ -94,6 +117,44 @@ MOBILE = {
     "donnees mobiles": 2, "data": 2, "messagerie": 2, "roaming": 2, "itinerance": 2,
     "reseau": 1, "telephone": 1, "appels": 1, "appeler": 1, "capte": 1, "barres": 1,
 }  # fmt: skip
+# Requests the after-sales line does not handle: a person must (intent `out_of_scope`, slot
+# `topic`). The most specific first: "résilier mon abonnement" is a cancellation.
+OUT_OF_SCOPE: dict[str, tuple[str, ...]] = {
+    "cancellation": (
+        "resiliation", "resilier", "resilie", "annuler mon abonnement", "annuler mon contrat",
+        "arreter mon abonnement", "mettre fin a mon", "code rio", "portabilite",
+        "changer d operateur",
+    ),
+    "moving": (
+        "demenagement", "demenage", "demenager", "nouvelle adresse", "changement d adresse",
+        "changer d adresse", "transfert de ligne", "transferer ma ligne",
+    ),
+    "theft": (
+        "on m a vole", "vole mon", "volee", "vol de mon", "perdu mon telephone",
+        "perdu mon portable", "bloquer ma ligne", "bloquer ma carte sim", "suspendre ma ligne",
+    ),
+    "order": (
+        "commande", "commander", "livraison", "colis", "pas ete livre", "renvoyer la box",
+        "rendre la box", "retourner la box", "restituer",
+    ),
+    "billing": (
+        "facture", "factures", "facturation", "facturer", "prelevement",
+        "prelevements", "preleve", "paiement", "payer", "rembourse", "remboursement",
+        "rembourser", "trop cher", "tarif", "tarifs", "impaye", "impayes", "echeancier", "rib",
+        "geste commercial", "montant",
+    ),
+    "contract": (
+        "contrat", "abonnement", "changer d offre", "changer mon offre", "changer de forfait",
+        "changer mon forfait", "changement de forfait", "changement d offre", "nouvelle offre",
+        "souscrire", "souscription", "engagement", "fin d engagement",
+    ),
+}  # fmt: skip
+# A breakdown said with the request makes it ours: "depuis le déménagement je n'ai plus
+# internet" is a repair, "je déménage, que faire de ma box" is not.
+_BROKEN = re.compile(
+    r"\b(panne|coupe|coupee|coupure|capte|lent|lente|rame|plante|bug|beug|clignote|rouge)\b"
+)
+_BROKEN_WITH_CATEGORY = re.compile(r"\b(plus de|pas de|n ai plus|n ai pas|plus d|pas d)\b")
 # Phrases where a category word names the phone number, not the problem.
 _NOT_CATEGORY = re.compile(r"\bnumero de (telephone|portable|mobile|fixe|ligne)\b")
 
@@ -127,7 +188,11 @@ _COMMON_WORDS = """
 """
 _COMMON = frozenset(_COMMON_WORDS.split())
 _NOT_NAME = _COMMON | FILLERS | frozenset(
-    w for phrases in (AGENT, REPEAT, REPEAT_ALONE, GOODBYE, DENY, AFFIRM, INTERNET, MOBILE)
+    w for phrases in (
+        AGENT, REPEAT, REPEAT_ALONE, SLOWER, LOUDER, LOUDER_WEAK, GOODBYE, DENY, AFFIRM,
+        INTERNET, MOBILE,
+        *OUT_OF_SCOPE.values(),
+    )
     for p in phrases for w in p.split()
 )  # fmt: skip
 _MAX_NAME_WORDS = 3
@@ -135,6 +200,7 @@ _MAX_NAME_WORDS = 3
 
 def understand(text: str, expecting: str | None = None) -> Nlu:
     """The rule-based reading of one caller utterance."""
+    text = join_spelled(text)
     folded = f" {fold(text)} "
     ws = words(text)
     if not folded.strip():
@@ -145,7 +211,13 @@ def understand(text: str, expecting: str | None = None) -> Nlu:
     slots = {k: v for k, v in (("name", name), ("phone", phone and phone.phone)) if v}
     if category:
         slots["category"] = category
-    intent, confidence = _intent(folded, ws, slots, expecting)
+    topic = _topic(folded, category)
+    intent, confidence = _intent(folded, ws, slots, expecting, topic)
+    if intent == "out_of_scope" and topic:
+        slots["topic"] = topic
+    speak = _speak(folded, category)
+    if intent == "repeat" and speak:
+        slots["speak"] = speak
     return Nlu(intent=intent, slots=slots, confidence=confidence)
 
 
@@ -158,13 +230,19 @@ def _denies(folded: str) -> bool:
 
 
 def _intent(
-    folded: str, ws: Sequence[Word], slots: dict[str, str], expecting: str | None
+    folded: str,
+    ws: Sequence[Word],
+    slots: dict[str, str],
+    expecting: str | None,
+    topic: str | None,
 ) -> tuple[str, float]:
     closed = expecting in ("yes_no", "ack")
     if _has(folded, AGENT):
         return "agent", 1.0
-    if _has(folded, REPEAT):
+    if _has(folded, REPEAT) or _speak(folded, slots.get("category")):
         return "repeat", 1.0
+    if topic is not None:
+        return "out_of_scope", 1.0
     if closed and _denies(folded):
         return "deny", 1.0
     if closed and _has(folded, AFFIRM):
@@ -182,6 +260,29 @@ def _intent(
     if _has(folded, REPEAT_ALONE) and _says_nothing_else(ws):
         return "repeat", 0.8
     return "unknown", 0.0
+
+
+def _speak(folded: str, category: str | None) -> str | None:
+    """How the caller wants the bot to speak: "slower", "louder", or None.
+
+    "J'entends mal" is about the bot only when no category is named: "j'entends mal mes
+    correspondants sur mon portable" is a mobile problem."""
+    if _has(folded, SLOWER):
+        return "slower"
+    if _has(folded, LOUDER) or (category is None and _has(folded, LOUDER_WEAK)):
+        return "louder"
+    return None
+
+
+def _topic(folded: str, category: str | None) -> str | None:
+    """The out-of-scope topic of a request, unless a breakdown comes with it."""
+    topic = next((t for t, phrases in OUT_OF_SCOPE.items() if _has(folded, phrases)), None)
+    if topic is None:
+        return None
+    broken = _BROKEN.search(folded) or _NEGATED_WORKS.search(folded)
+    if broken or (category is not None and _BROKEN_WITH_CATEGORY.search(folded)):
+        return None
+    return topic
 
 
 _REPEAT_ALONE_WORDS = frozenset(w for p in REPEAT_ALONE for w in p.split())
@@ -222,8 +323,13 @@ def _name(ws: Sequence[Word], phone: PhoneMatch | None, expecting: str | None) -
             return before
     if phone is not None:
         return _name_at(ws, phone.end, whole=True)
+    alone = _name_at(ws, 0, whole=True)
     if expecting == "identity":
-        return _name_at(ws, 0, whole=True)
+        return alone
+    # Unasked, a name alone is a first name and a surname: "bonjour, Sophie Bernard".
+    first = alone.split()[0].split("-")[0] if alone else ""
+    if alone and " " in alone and fold(first) in FIRST_NAMES:
+        return alone
     return None
 
 

@@ -53,14 +53,18 @@ class NluInvalidOutput(NluError):
 
 
 Intent = Literal[
-    "affirm", "deny", "internet", "mobile", "repeat", "agent", "goodbye", "inform", "unknown"
+    "affirm", "deny", "internet", "mobile", "repeat", "agent", "goodbye", "inform",
+    "out_of_scope", "unknown",
 ]  # fmt: skip
+Topic = Literal["billing", "contract", "moving", "cancellation", "order", "theft"]
 
 
 class LlmSlots(msgspec.Struct, kw_only=True):
     name: str | None = None
     phone: str | None = None
     category: Literal["internet", "mobile"] | None = None
+    topic: Topic | None = None
+    speak: Literal["slower", "louder"] | None = None
 
 
 class LlmReading(msgspec.Struct, kw_only=True):
@@ -96,6 +100,10 @@ def parse_reading(raw: str) -> Nlu:
     category = s.category or (reading.intent if reading.intent in ("internet", "mobile") else None)
     if category:
         slots["category"] = category
+    if reading.intent == "out_of_scope" and s.topic:
+        slots["topic"] = s.topic
+    if reading.intent == "repeat" and s.speak:
+        slots["speak"] = s.speak
     reply = (reading.reply or "").strip() or None
     return Nlu(intent=reading.intent, slots=slots, confidence=reading.confidence, reply=reply)
 
@@ -107,24 +115,33 @@ au téléphone (issue de la reconnaissance vocale : sans ponctuation, nombres en
 chiffres, hésitations), l'étape du dialogue et le type de réponse attendu.
 
 Réponds uniquement par un objet JSON, sans texte autour :
-{"intent": "...", "slots": {"name": null, "phone": null, "category": null}, \
-"confidence": 0.0, "reply": null}
+{"intent": "...", "slots": {"name": null, "phone": null, "category": null, "topic": null, \
+"speak": null}, "confidence": 0.0, "reply": null}
 
 intent, exactement une de ces valeurs :
 - "affirm" : oui, ouais, d'accord, ça marche, c'est bon, exactement, ça fonctionne
 - "deny" : non, toujours pas, ça ne marche pas, pas du tout
 - "internet" : problème de box, wifi, fibre, ADSL, connexion internet, débit, ligne fixe
 - "mobile" : problème de téléphone portable, mobile, 4G/5G, réseau, SMS, forfait, carte SIM
-- "repeat" : le client demande de répéter (pardon, répétez, je n'ai pas compris)
+- "repeat" : le client demande de répéter (pardon, répétez, je n'ai pas compris, plus \
+lentement, plus fort, je vous entends mal)
 - "agent" : le client veut parler à un conseiller, un technicien, un humain
 - "goodbye" : au revoir, bonne journée, c'est tout
 - "inform" : le client donne son nom et/ou son numéro de téléphone
+- "out_of_scope" : une demande qui n'est pas une panne (facture, contrat, abonnement, \
+déménagement, résiliation, commande, vol ou perte du téléphone)
 - "unknown" : rien de tout cela
 slots (null si absent) :
-- "name" : nom du client tel qu'il le dit, ex. "Pierre Dupont"
+- "name" : nom du client tel qu'il le dit, ex. "Pierre Dupont" ; un nom épelé ("D U P O N T", \
+"D comme Denis…") reconstitué : "Dupont"
 - "phone" : numéro de téléphone en chiffres, 10 chiffres commençant par 0, ex. "0612345678" \
-("zéro six douze trente-quatre…" = "0612…", "+33 6…" = "06…")
+("zéro six douze trente-quatre…" = "0612…", "+33 6…" = "06…") ; un numéro belge ou suisse \
+avec son indicatif, ex. "+32471234567", "+41791234567"
 - "category" : "internet" ou "mobile" si la phrase parle de l'un des deux
+- "topic" : avec "out_of_scope", "billing", "contract", "moving", "cancellation", "order" \
+ou "theft"
+- "speak" : avec "repeat", "slower" si le client demande de parler plus lentement, "louder" \
+s'il demande de parler plus fort ou entend mal
 confidence : ta certitude entre 0 et 1.
 reply : null, ou une courte phrase en français que le serveur pourrait dire au client.
 Quand une réponse oui/non est attendue, "ça marche" est "affirm" et "ça ne marche pas" est "deny".

@@ -196,6 +196,8 @@ async def test_unsolved_call_without_technician_gets_a_ticket(
         "non",
         "ok",
         "non toujours pas",
+        "ok",
+        "ça ne marche pas",
     ):
         await call.speak(line)
         await asyncio.sleep(0.05)
@@ -212,6 +214,27 @@ async def test_unsolved_call_without_technician_gets_a_ticket(
     assert ticket is not None and ticket["status"] == "open"
     assert "débrancher votre box" in ticket["summary"]
     assert ticket["number"] in (call.says[-1].text or "")
+
+
+async def test_a_caller_id_as_trunks_send_it_identifies_and_slower_speech_reaches_the_say(
+    brain: BrainWorker, bus: Bus
+) -> None:
+    call = Call(bus)
+    await call.start(caller="+33 6 12 34 56 78")
+    await call.speak("Vous pouvez parler plus lentement ?")
+    await call.wait_says(2)
+    assert [(s.phrase, s.speed) for s in call.says] == [("welcome", 1.0), ("welcome", 0.8)]
+    await call.speak("au revoir")
+    deadline = time.monotonic() + 10
+    while not call.controls:  # the decisions follow their says: wait for the last one
+        assert time.monotonic() < deadline, call.spoken()
+        await asyncio.sleep(0.01)
+    started = next(d for d in call.decisions if d.trigger == "started")
+    assert started.snapshot["caller_number"] == "0612345678"
+    # Looked up under its stored form, after the welcome started (never before it).
+    known = next(d for d in call.decisions if d.trigger == "caller_known")
+    assert known.snapshot["customer_id"] is not None
+    assert call.decisions.index(known) > call.decisions.index(started)
 
 
 async def test_brain_killed_mid_call_is_continued_by_another_instance(

@@ -72,6 +72,8 @@ def test_the_corpus_covers_the_main_variants() -> None:
         "dtmf_fallback",
         "provider_timeout",
         "agent",
+        "keypad_fails",
+        "out_of_scope",
     } <= names
     assert sum(p.stat().st_size for p in RECORDINGS) < 400_000
 

@@ -14,6 +14,8 @@ PD = {"name": "Pierre Dupont", "phone": "0612345678"}
 PHONE = {"phone": "0612345678"}
 SAID = "zéro six douze trente-quatre cinquante-six soixante-dix-huit"
 NET = {"category": "internet"}
+BE = {"phone": "+32471234567"}
+CH = {"phone": "+41791234567"}
 MOB = {"category": "mobile"}
 
 CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
@@ -69,6 +71,9 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("non, la box ne marche toujours pas", "yes_no", "deny", NET),
     ("ça a pas marché", "yes_no", "deny", {}),
     ("c'est pas bon", "yes_no", "deny", {}),
+    ("j'ai déjà essayé", "ack", "deny", {}),
+    ("ça n'a rien donné", "yes_no", "deny", {}),
+    ("toujours rien", "yes_no", "deny", {}),
     # internet
     ("ma box ne marche plus", "problem", "internet", NET),
     ("la box", "category", "internet", NET),
@@ -106,6 +111,18 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("pouvez-vous répéter la question", "category", "repeat", {}),
     ("euh, excusez-moi ?", None, "repeat", {}),
     ("je n'ai pas entendu", "yes_no", "repeat", {}),
+    # repeat, slower: the bot speaks slower from then on
+    ("vous pouvez parler plus lentement ?", "identity", "repeat", {"speak": "slower"}),
+    ("plus lentement s'il vous plaît", "category", "repeat", {"speak": "slower"}),
+    ("moins vite", "yes_no", "repeat", {"speak": "slower"}),
+    ("vous parlez trop vite", None, "repeat", {"speak": "slower"}),
+    ("parlez plus fort", "yes_no", "repeat", {"speak": "louder"}),
+    ("je n'entends pas bien", "category", "repeat", {"speak": "louder"}),
+    ("je ne vous entends pas", "identity", "repeat", {"speak": "louder"}),
+    ("je vous entends très mal", None, "repeat", {"speak": "louder"}),
+    ("pardon, plus lentement", "yes_no", "repeat", {"speak": "slower"}),
+    # ... but hearing badly on one's own calls is a mobile problem
+    ("j'entends mal mes correspondants sur mon portable", "problem", "mobile", MOB),
     # agent
     ("je voudrais parler à un conseiller", None, "agent", {}),
     ("passez-moi un technicien", "yes_no", "agent", {}),
@@ -130,6 +147,20 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("Dupont", "identity", "inform", {"name": "Dupont"}),
     ("madame Jean-Baptiste", None, "inform", {"name": "Jean-Baptiste"}),
     ("JEAN-PIERRE MARTIN", "identity", "inform", {"name": "Jean-Pierre Martin"}),
+    # inform: names spelled, and a first name with a surname unasked
+    ("D U P O N T", "identity", "inform", {"name": "Dupont"}),
+    ("d u p o n t", "identity", "inform", {"name": "Dupont"}),
+    ("Dupont, D U P O N T", "identity", "inform", {"name": "Dupont"}),
+    ("Dupond, D-U-P-O-N-T.", "identity", "inform", {"name": "Dupont"}),
+    ("c'est D. U. P. O. N. T.", "identity", "inform", {"name": "Dupont"}),
+    ("je m'appelle Pierre D U P O N T", None, "inform", {"name": "Pierre Dupont"}),
+    ("P comme Pierre, O comme Oscar, L comme Louis", "identity", "inform", {"name": "Pol"}),
+    ("Martin, M comme Marcel, A, R, T, I, N", "identity", "inform", {"name": "Martin"}),
+    ("Pierre Dupont, D U P O N T, 06 12 34 56 78", None, "inform", PD),
+    ("Sophie Bernard", None, "inform", {"name": "Sophie Bernard"}),
+    ("Sophie Bernard", "problem", "inform", {"name": "Sophie Bernard"}),
+    ("bonjour, Sophie Bernard", "problem", "inform", {"name": "Sophie Bernard"}),
+    ("Sophie Bernard", "yes_no", "inform", {"name": "Sophie Bernard"}),
     # inform: phone numbers, every common grouping
     ("06 12 34 56 78", "phone", "inform", PHONE),
     ("0612345678", "phone", "inform", PHONE),
@@ -160,6 +191,27 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("zéro quatre vingt deux trente trente dix", "phone", "inform", {"phone": "0422303010"}),
     ("zéro six double deux trente-quatre cinquante-six soixante-dix-huit", None, "inform",
      {"phone": "0622345678"}),
+    # inform: Belgian and Swiss numbers, in digits and in their own number words (E.164)
+    ("+32 471 23 45 67", "phone", "inform", BE),
+    ("0032 471 23 45 67", "phone", "inform", BE),
+    ("0471 23 45 67", "phone", "inform", BE),
+    ("0471/23.45.67", "phone", "inform", BE),
+    ("zéro quatre cent septante et un, vingt-trois, quarante-cinq, soixante-sept", "phone",
+     "inform", BE),
+    ("zéro quatre septante et un vingt-trois quarante-cinq soixante-sept", "phone", "inform", BE),
+    ("plus trente-deux quatre cent septante et un vingt-trois quarante-cinq soixante-sept",
+     None, "inform", BE),
+    ("02 123 45 67", "phone", "inform", {"phone": "+3221234567"}),
+    ("+41 79 123 45 67", "phone", "inform", CH),
+    ("0041 79 123 45 67", "phone", "inform", CH),
+    ("079 123 45 67", "phone", "inform", CH),
+    ("zéro septante-neuf, cent vingt-trois, quarante-cinq, soixante-sept", "phone", "inform",
+     CH),
+    ("plus quarante et un septante-neuf cent vingt-trois quarante-cinq soixante-sept", None,
+     "inform", CH),
+    ("zéro septante-neuf cent vingt-trois huitante-neuf nonante", "phone", "inform",
+     {"phone": "+41791238990"}),
+    ("zéro six douze trente-quatre cinquante-six septante-huit", "phone", "inform", PHONE),
     # inform: name and number together
     (
         "je m'appelle Pierre Dupont et mon numéro est le zéro six douze trente-quatre "
@@ -183,6 +235,28 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("je suis embêtée", None, "unknown", {}),
     ("c'est urgent", None, "unknown", {}),
     ("j'ai deux enfants", None, "unknown", {}),
+    ("il y a un problème", None, "unknown", {}),
+    ("Internet Mobile", "problem", "mobile", MOB),  # no first name: no name
+    ("Bonjour Madame", None, "unknown", {}),
+    # out_of_scope: what the hotline does not handle, with its topic
+    ("c'est pour une question sur ma facture", "problem", "out_of_scope", {"topic": "billing"}),
+    ("je n'ai pas reçu ma facture", None, "out_of_scope", {"topic": "billing"}),
+    ("on m'a prélevé deux fois", "problem", "out_of_scope", {"topic": "billing"}),
+    ("je voudrais résilier mon abonnement", "problem", "out_of_scope",
+     {"topic": "cancellation"}),
+    ("il me faut le code RIO", None, "out_of_scope", {"topic": "cancellation"}),
+    ("je déménage le mois prochain", "problem", "out_of_scope", {"topic": "moving"}),
+    ("c'est pour un changement d'adresse", "category", "out_of_scope", {"topic": "moving"}),
+    ("j'ai une question sur mon contrat", "problem", "out_of_scope", {"topic": "contract"}),
+    ("je veux changer de forfait", "category", "out_of_scope", {**MOB, "topic": "contract"}),
+    ("ma commande n'est pas arrivée", "problem", "out_of_scope", {"topic": "order"}),
+    ("on m'a volé mon portable", "problem", "out_of_scope", {**MOB, "topic": "theft"}),
+    ("non, c'est pour ma facture", "yes_no", "out_of_scope", {"topic": "billing"}),
+    # ... unless a breakdown comes with it
+    ("depuis mon déménagement je n'ai plus internet", "problem", "internet", NET),
+    ("mon abonnement internet ne marche pas", "problem", "internet", NET),
+    ("mon forfait est bloqué", "problem", "mobile", MOB),
+    ("la télécommande ne marche plus", "problem", "internet", NET),
 ]  # fmt: skip
 
 

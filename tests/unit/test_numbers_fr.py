@@ -142,6 +142,11 @@ def _ambiguous_without_hyphens(pairs: list[int]) -> bool:
         ("cent vingt-deux", "122"),
         ("06 douze 34", "061234"),
         ("euh douze", "12"),
+        ("zéro quatre cent septante et un", "0471"),  # "cent" joins the unit after zéro
+        ("zéro un cent", "01100"),  # but "un cent" is no hundred
+        ("septante-sept", "77"),
+        ("huitante-huit", "88"),
+        ("nonante et un", "91"),
     ],
 )
 def test_digits(said: str, digits: str) -> None:
@@ -171,6 +176,37 @@ def test_digits(said: str, digits: str) -> None:
         ("16 12 34 56 78", None),
         ("plus trente-trois douze", None),
         ("il est six heures", None),
+        # Belgian and Swiss numbers, to E.164
+        ("+32 471 23 45 67", "+32471234567"),
+        ("+32471234567", "+32471234567"),
+        ("0032 471 23 45 67", "+32471234567"),
+        ("+32 (0)471 23 45 67", "+32471234567"),
+        ("0471 23 45 67", "+32471234567"),  # Belgian grouping of a Belgian mobile
+        ("+32 2 123 45 67", "+3221234567"),
+        ("02 123 45 67", "+3221234567"),
+        ("010 12 34 56", "+3210123456"),
+        ("+41 79 123 45 67", "+41791234567"),
+        ("0041 79 123 45 67", "+41791234567"),
+        ("+41 (0)79 123 45 67", "+41791234567"),
+        ("079 123 45 67", "+41791234567"),
+        ("022 730 45 67", "+41227304567"),
+        ("zéro quatre septante et un vingt-trois quarante-cinq soixante-sept", "+32471234567"),
+        ("zéro septante-neuf, cent vingt-trois, quarante-cinq, soixante-sept", "+41791234567"),
+        ("zéro vingt-deux, sept cent trente, quarante-cinq, soixante-sept", "+41227304567"),
+        ("plus trente-deux quatre cent septante et un vingt-trois quarante-cinq soixante-sept",
+         "+32471234567"),
+        ("plus quarante et un septante-neuf cent vingt-trois quarante-cinq soixante-sept",
+         "+41791234567"),
+        # ... and French numbers stay French, however they are grouped or said
+        ("04 71 23 45 67", "0471234567"),  # French pairs: a French number in the south-east
+        ("0471234567", "0471234567"),
+        ("07 91 23 45 67", "0791234567"),
+        ("0612 34 56 78", "0612345678"),
+        ("zéro six douze trente-quatre cinquante-six septante-huit", "0612345678"),
+        ("zéro sept quatre-vingt-dix-neuf douze trente-quatre cinquante-six", "0799123456"),
+        ("+32 12 34", None),
+        ("+41 61 234 56", None),  # too short
+        ("+44 20 7946 0958", None),  # other countries: not ours to read
     ],
 )  # fmt: skip
 def test_normalize_phone(said: str, phone: str | None) -> None:
