@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.errors import NoRespondersError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from events import env
 
@@ -111,9 +114,27 @@ CLAIMS: Final = {
 }
 
 
-async def ensure_streams(js: JetStreamContext, retention: Retention | None = None) -> None:
-    """Create or update the streams; safe to call from every process at every start."""
-    for cfg in stream_configs(retention or Retention.from_env()):
+async def ensure_streams(
+    js: JetStreamContext, retention: Retention | None = None, *, wait_s: float = 60.0
+) -> None:
+    """Create or update the streams; safe to call from every process at every start.
+
+    A cluster that just started answers JetStream requests only once it elected a leader
+    (seconds): transient failures are retried for `wait_s`."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            await _ensure_streams(js, retention or Retention.from_env())
+            return
+        except (TimeoutError, ServiceUnavailableError, NoRespondersError) as e:
+            if time.monotonic() > deadline:
+                raise
+            log.info("JetStream not ready yet (%r): retrying", e)
+            await asyncio.sleep(0.5)
+
+
+async def _ensure_streams(js: JetStreamContext, retention: Retention) -> None:
+    for cfg in stream_configs(retention):
         try:
             await js.stream_info(cfg.name or "")
         except NotFoundError:

@@ -34,6 +34,11 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="instances per worker, each its own process: e.g. brain=2,stt_worker=2,tts_worker=2",
     )
+    up.add_argument(
+        "--nats-cluster",
+        action="store_true",
+        help="run a 3-node NATS JetStream cluster (streams replicated R3) instead of one server",
+    )
 
     call = sub.add_parser("call", help="place a test call like Asterisk's AudioSocket app")
     call.add_argument("--host", default="127.0.0.1")
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 ).resolve()
                 data_dir.mkdir(parents=True, exist_ok=True)
                 data_dir.chmod(0o755)  # PostgreSQL's unprivileged user must be able to enter it
-                return asyncio.run(up(data_dir, scale))
+                return asyncio.run(up(data_dir, scale, nats_cluster=args.nats_cluster))
             case "call":
                 return asyncio.run(_call(args))
             case "sub":

@@ -25,7 +25,7 @@ from events.bus import Bus
 from events.runtime import wait_for_signal
 from events.streams import ensure_streams
 from voicebot.processes import METRICS_PORTS, WORKERS, ServiceProcess, metrics_port, parse_scale
-from voicebot.servers import NatsServer, PostgresServer, ServerError, port_in_use
+from voicebot.servers import NatsCluster, NatsServer, PostgresServer, ServerError, port_in_use
 
 log = logging.getLogger("voicebot.up")
 
@@ -39,7 +39,7 @@ class UpError(RuntimeError):
 @dataclass
 class Stack:
     data_dir: Path
-    nats: NatsServer | None = None
+    nats: NatsServer | NatsCluster | None = None
     postgres: PostgresServer | None = None
     nats_url: str = ""
     database_url: str = ""
@@ -97,12 +97,14 @@ def _postgres_reachable_by(user: str, path: Path) -> bool:
     return result.returncode == 0
 
 
-async def start_servers(data_dir: Path) -> Stack:
+async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
     stack = Stack(data_dir=data_dir)
     nats_url = env.get_opt("NATS_URL")
     if nats_url:
         stack.nats_url = nats_url
         stack.notes.append(f"NATS: {nats_url} (NATS_URL)")
+    elif nats_cluster:
+        await _start_cluster(stack)
     else:
         port = env.get_int("NATS_PORT", 4222)
         url = f"nats://127.0.0.1:{port}"
@@ -171,6 +173,27 @@ async def _pg_usable(url: str) -> bool:
         return False
     await conn.close()
     return True
+
+
+async def _start_cluster(stack: Stack) -> None:
+    """Three nats-servers on loopback, one JetStream cluster, the streams replicated R3."""
+    base = env.get_int("NATS_PORT", 4222)
+    cluster = NatsCluster(
+        root=stack.data_dir / "nats-cluster",
+        client_ports=[base, base + 1, base + 2],
+        route_ports=[base + 2000, base + 2001, base + 2002],
+    )
+    for port in (*cluster.client_ports, *cluster.route_ports):
+        if port_in_use(port):
+            raise UpError(f"port {port} is in use: set NATS_PORT to start the cluster elsewhere")
+    await asyncio.to_thread(cluster.start)
+    stack.nats = cluster
+    stack.nats_url = cluster.url
+    os.environ["STREAM_REPLICAS"] = "3"
+    pids = ", ".join(
+        f"{node.port} (pid {node.proc.pid if node.proc else '?'})" for node in cluster.nodes
+    )
+    stack.notes.append(f"NATS: 3-node JetStream cluster, streams R3, ports {pids}")
 
 
 def stop_servers(stack: Stack) -> None:
@@ -336,7 +359,9 @@ def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any]) -> s
     return "\n".join(rows)
 
 
-async def up(data_dir: Path, scale: dict[str, int] | None = None) -> int:
+async def up(
+    data_dir: Path, scale: dict[str, int] | None = None, *, nats_cluster: bool = False
+) -> int:
     """Run everything until Ctrl-C; `data_dir` must exist (the CLI creates it)."""
     try:
         lock = _lock(data_dir)
@@ -345,7 +370,7 @@ async def up(data_dir: Path, scale: dict[str, int] | None = None) -> int:
         return 1
     stack: Stack | None = None
     try:
-        stack = await start_servers(data_dir)
+        stack = await start_servers(data_dir, nats_cluster=nats_cluster)
         await run_services(stack, scale=scale)
         return 0
     except (UpError, ServerError, env.ConfigError) as e:
