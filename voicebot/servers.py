@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import shlex
 import shutil
 import socket
 import subprocess
@@ -87,6 +88,9 @@ class NatsServer:
             args += ["-c", str(self.config)]
         log_path = self.store_dir.parent / f"nats-{self.port}.log"
         with open(log_path, "ab") as out:
+            # The command first: after a kill -9 (a fault drill), it is how to bring it back.
+            out.write(f"# started: {shlex.join(args)}\n".encode())
+            out.flush()
             # Own session: a Ctrl-C in the terminal reaches `voicebot up`, which stops the
             # services first and the servers last, not the servers under their feet.
             self.proc = subprocess.Popen(

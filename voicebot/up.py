@@ -2,9 +2,9 @@
 
 Starts its own nats-server and PostgreSQL under `var/` when NATS_URL / DATABASE_URL are unset,
 then every service as its own process (`python -m <service>`, several instances of a worker
-with `--scale brain=2,...`): the edge last, once the workers are ready. A worker that exits is
-restarted (its calls were taken over meanwhile). Ctrl-C stops the edge first (calls get their
-goodbye), then the workers, then the servers it started.
+with `--scale brain=2,...`): the edge last, once the workers are ready. A process that exits is
+restarted (a worker's calls were taken over meanwhile). Ctrl-C stops the edge first (calls get
+their goodbye), then the workers, then the servers it started.
 """
 
 from __future__ import annotations
@@ -268,10 +268,10 @@ async def _stop(svc: Services) -> None:
     await asyncio.gather(*(proc.stop() for proc in svc.workers))
 
 
-async def _supervise(svc: Services) -> str:
-    """Restart a worker that exited (as systemd's Restart=always would: the others took its
-    calls over meanwhile); return when the edge exits, which ends `voicebot up`."""
-    assert svc.edge is not None
+async def _supervise(svc: Services) -> None:
+    """Restart a service process that exited, as systemd's Restart=always would: a worker's
+    calls were taken over by its peers meanwhile; a dead edge's calls are gone, the next ones
+    are served by the new one."""
     while True:
         waiters = {asyncio.ensure_future(p.exited()): p for p in svc.all}
         try:
@@ -281,8 +281,6 @@ async def _supervise(svc: Services) -> str:
                 fut.cancel()
         for fut in done:
             proc = waiters[fut]
-            if proc is svc.edge:
-                return f"the edge exited with code {fut.result()} (log above)"
             print(
                 f"{proc.label} (pid {proc.pid}) exited with code {fut.result()}: restarting it",
                 flush=True,
@@ -290,6 +288,11 @@ async def _supervise(svc: Services) -> str:
             svc.restarts += 1
             await asyncio.sleep(1.0)
             await proc.start()
+            if proc is svc.edge:
+                try:
+                    await proc.wait_ready(timeout_s=30.0)
+                except RuntimeError as e:
+                    raise UpError(f"the edge could not be restarted: {e}") from None
             print(f"{proc.label} restarted: pid {proc.pid}", flush=True)
 
 
@@ -319,9 +322,7 @@ async def run_services(
         for task in pending:
             task.cancel()
         for task in done:
-            result = task.result()
-            if isinstance(result, str) and result.startswith("the edge"):
-                raise UpError(result)
+            task.result()  # an UpError from the supervisor ends `voicebot up`
         print("Stopping: calls in progress get their goodbye, then the servers stop...", flush=True)
     finally:
         await _stop(svc)
@@ -349,7 +350,7 @@ def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any]) -> s
         f"Max concurrent calls: {edge.max_concurrent_calls}",
         f"HTTP API: http://{edge.http_host}:{edge.http_port}",
         f"Providers: STT {stt.provider} · NLU {brain.nlu_provider} · TTS {tts.provider}",
-        "Processes (each may be killed: another instance takes its calls over, and it restarts):",
+        "Processes (kill -9 any: another instance takes its calls over, and it restarts):",
         *processes,
         *stack.notes,
         "Place a test call:  .venv/bin/voicebot call",
