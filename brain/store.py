@@ -1,4 +1,7 @@
-"""PostgreSQL access for the dialog: customers, technicians, tickets, calls (asyncpg pool)."""
+"""PostgreSQL access for the dialog: customers, technicians, tickets (asyncpg pool).
+
+Calls, turns and transcripts are not written here: the archiver projects them from the events.
+"""
 
 from __future__ import annotations
 
@@ -90,54 +93,3 @@ class Store:
             timeout=QUERY_TIMEOUT_S,
         )
         return str(number)
-
-    async def call_started(self, call_id: str, caller: str | None) -> None:
-        await self.pool.execute(
-            "INSERT INTO calls (id, caller) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING",
-            call_id,
-            caller,
-            timeout=QUERY_TIMEOUT_S,
-        )
-
-    async def call_identified(self, call_id: str, customer_id: int) -> None:
-        await self.pool.execute(
-            "UPDATE calls SET customer_id = $2 WHERE id = $1",
-            call_id,
-            customer_id,
-            timeout=QUERY_TIMEOUT_S,
-        )
-
-    async def call_outcome(self, call_id: str, outcome: str, ended: bool) -> None:
-        await self.pool.execute(
-            "UPDATE calls SET outcome = $2, ended_at = CASE WHEN $3 THEN now() ELSE ended_at END "
-            "WHERE id = $1",
-            call_id,
-            outcome,
-            ended,
-            timeout=QUERY_TIMEOUT_S,
-        )
-
-    async def record_turn(
-        self,
-        call_id: str,
-        *,
-        turn: int,
-        state_from: str,
-        state_to: str,
-        intent: str | None,
-        text: str | None,
-        actions: list[str],
-    ) -> None:
-        await self.pool.execute(
-            "INSERT INTO turns (call_id, turn, state_from, state_to, intent, caller_text, "
-            "bot_actions) VALUES ($1, $2, $3, $4, $5, $6, $7) "
-            "ON CONFLICT (call_id, turn) DO NOTHING",
-            call_id,
-            turn,
-            state_from,
-            state_to,
-            intent,
-            text,
-            actions,
-            timeout=QUERY_TIMEOUT_S,
-        )
