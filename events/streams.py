@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from nats.js import JetStreamContext, api
 from nats.errors import NoRespondersError
-from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js import JetStreamContext, api
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from events import env
 
@@ -31,6 +32,7 @@ CALLS_SUBJECTS: Final = (
 AUDIO_SUBJECTS: Final = ("call.*.audio.in", "call.*.audio.out")
 
 DAY_S: Final = 86_400
+PERSIST_MODE_IS_FIXED: Final = 10052  # nats-server: "can not change persist mode"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +77,12 @@ def stream_configs(r: Retention) -> list[api.StreamConfig]:
             duplicate_window=r.duplicate_window_s,
             allow_direct=True,
             num_replicas=r.replicas,
+            # Audio is published without acks, at 50 messages a second per call each way: with
+            # nats.conf's `sync_interval: always` every one was fsynced, and at 200 calls the
+            # server stored fewer than half of them (and the CALLS acks queued behind). Audio
+            # flushed asynchronously keeps up; the events stay synced. (ADR-56; R1 only: a
+            # replicated stream is kept by its replicas.)
+            persist_mode=api.PersistMode.ASYNC if r.replicas == 1 else None,
         ),
     ]
 
@@ -136,13 +144,26 @@ async def ensure_streams(
 async def _ensure_streams(js: JetStreamContext, retention: Retention) -> None:
     for cfg in stream_configs(retention):
         try:
-            await js.stream_info(cfg.name or "")
+            info = await js.stream_info(cfg.name or "")
         except NotFoundError:
             await js.add_stream(cfg)
             continue
         # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
         # byte-limited stream with "insufficient storage", counting its reservation twice).
-        await js.update_stream(cfg)
+        try:
+            await js.update_stream(cfg)
+        except APIError as e:
+            if e.err_code != PERSIST_MODE_IS_FIXED:
+                raise
+            # A stream created by an older release: its persist mode stays until the stream is
+            # re-created (that deletes its messages, so it is not done behind anyone's back).
+            log.warning(
+                "stream %s keeps its persist mode (%s): delete the stream to get %s",
+                cfg.name,
+                e.description,
+                cfg.persist_mode,
+            )
+            await js.update_stream(dataclasses.replace(cfg, persist_mode=info.config.persist_mode))
     # Claim consumers exist before the first call, so no `started` is missed by a late worker.
     for claim in CLAIMS.values():
         await ensure_claims(js, claim)
