@@ -1,8 +1,8 @@
 """`voicebot up`: the whole system in one process, for development.
 
 Starts its own nats-server and PostgreSQL under `var/` when NATS_URL / DATABASE_URL are unset,
-then the edge, STT worker, brain and TTS worker, each with its own NATS connection as if it were
-its own process. Ctrl-C stops the services, then the servers it started.
+then the edge, STT worker, brain, TTS worker and archiver, each with its own NATS connection as
+if it were its own process. Ctrl-C stops the services, then the servers it started.
 """
 
 from __future__ import annotations
@@ -271,6 +271,8 @@ def _check_ports(edge_cfg: Any, workers_metrics_port: int) -> None:
 
 async def _start(stack: Stack, svc: Services) -> None:
     """Start the workers, then the edge, so the edge never admits a call nobody serves."""
+    from archiver.config import ArchiverConfig
+    from archiver.projector import Projector
     from brain.worker import BrainWorker
     from stt_worker.config import SttConfig
     from stt_worker.worker import SttWorker
@@ -285,7 +287,8 @@ async def _start(stack: Stack, svc: Services) -> None:
     tts = TtsWorker(svc.tts_cfg, await bus_for("tts_worker"))
     stt = SttWorker(SttConfig.from_env(), await bus_for("stt_worker"))
     brain = BrainWorker(svc.brain_cfg, await bus_for("brain"), svc.store)
-    for service in (tts, stt, brain):
+    archiver = Projector(ArchiverConfig.from_env(), await bus_for("archiver"))
+    for service in (tts, stt, brain, archiver):
         await service.start()
         svc.started.append(service)
     svc.edge = EdgeProcess(svc.edge_cfg)

@@ -1,0 +1,190 @@
+"""`voicebot archive` and `voicebot purge` against real NATS and PostgreSQL, on calls published
+straight onto the bus (tests/integration/archive_support.py): the MP3 holds each side where it
+was on the line; a second run does nothing; raw audio is deleted only after a verified MP3,
+even when the run is killed mid-encode; a caller's purge leaves the other caller alone."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import asyncpg
+import numpy as np
+import pytest
+from archive_support import FakeCall, until
+from test_archiver import config, projecting, stream_last_seq
+
+from archiver import archive, mp3, raw
+from events.bus import Bus
+from events.streams import AUDIO, CALLS
+from voicebot.servers import NatsServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def options(**changes: object) -> archive.Options:
+    return replace(archive.Options(bitrate=64_000, workers=1), **changes)  # type: ignore[arg-type]
+
+
+async def projected(nats_url: str, database_url: str, bus: Bus) -> None:
+    last = await stream_last_seq(bus)
+    async with projecting(nats_url, database_url) as projector:
+        await until(lambda: projector.last_seq >= last, 10, "the projection")
+
+
+def best_lag(
+    track: np.ndarray, sent: bytes, at_s: float, search_s: float = 0.2
+) -> tuple[float, float]:
+    """Where `sent` best matches `track` near `at_s`: (lag in s, normalised correlation)."""
+    x = np.frombuffer(sent, "<i2").astype(np.float64)
+    lo = max(0, round(at_s * 8000) - int(search_s * 8000))
+    hi = min(len(track), round(at_s * 8000) + int(search_s * 8000) + len(x))
+    y = track[lo:hi].astype(np.float64)
+    if len(y) < len(x):
+        return 0.0, 0.0
+    dots = np.correlate(y, x, mode="valid")
+    energy = np.sqrt(np.convolve(y * y, np.ones(len(x)), mode="valid"))
+    c = dots / (np.linalg.norm(x) * energy + 1e-9)
+    i = int(np.argmax(c))
+    return (lo + i) / 8000 - at_s, float(c[i])
+
+
+async def row(database_url: str, sql: str, *args: object) -> asyncpg.Record:
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        return await conn.fetchrow(sql, *args)
+    finally:
+        await conn.close()
+
+
+async def test_archive_places_each_side_and_a_second_run_is_a_no_op(
+    nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
+) -> None:
+    call = FakeCall(bus)
+    await call.start()
+    await call.bot_says(1.0, hz=440.0, phrase="welcome")
+    await call.caller_says("Bonjour", 1.2, seed=7)
+    call.seconds += 1.5  # the caller's phone sends nothing: silence on the left
+    await call.caller_says("Ma box", 0.8, seed=8)
+    await call.bot_says(2.0, hz=660.0, cut_after=0.6)  # a barge-in cuts it
+    await call.caller_says("Internet", 1.0, seed=9)
+    await call.end()
+    await projected(nats_server.url, database_url, bus)
+    cfg = replace(config(nats_server.url, database_url), archive_dir=tmp_path / "calls")
+
+    out = io.StringIO()
+    report = await archive.archive(cfg, options(), out)
+    assert report.exit_code == 0 and len(report.archived) == 1, out.getvalue()
+    rec = await row(database_url, "SELECT * FROM calls WHERE id = $1", call.call_id)
+    path = Path(rec["mp3_path"])
+    assert path.parent.parent.parent.parent == tmp_path / "calls"  # YYYY/MM/DD/<call>.mp3
+    assert rec["mp3_sha256"] == mp3.sha256(path) and rec["mp3_bytes"] == path.stat().st_size
+    left, right, rate = mp3.decode(path)
+    assert rate == 8000
+    assert abs(len(left) / rate - rec["duration_s"]) < 0.1
+    assert rec["mp3_duration_s"] == pytest.approx(len(left) / rate, abs=1e-3)
+    for t, pcm in call.caller_pcm:
+        lag, c = best_lag(left, pcm, t)
+        assert c > 0.8 and abs(lag) < 0.03, (t, lag, c)
+        assert best_lag(right, pcm, t)[1] < 0.2
+    for t, pcm in call.bot_pcm:
+        lag, c = best_lag(right, pcm, t)
+        assert c > 0.8 and abs(lag) < 0.03, (t, lag, c)
+        assert best_lag(left, pcm, t)[1] < 0.2
+    (t1, first), (t2, _) = call.caller_pcm[:2]
+    silent = left[int((t1 + len(first) / 16000 + 0.05) * 8000) : int((t2 - 0.05) * 8000)]
+    assert len(silent) > 1.5 * 8000 and np.abs(silent).max() < 200, "nothing sent: silence"
+    cut_end = call.bot_pcm[-1][0] + 0.6
+    assert np.abs(right[int((cut_end + 0.1) * 8000) :]).max() < 200, "the cut utterance stops"
+
+    again = io.StringIO()
+    report = await archive.archive(cfg, options(), again)
+    assert (report.archived, report.failed, report.raw_deleted) == ([], [], [])
+    assert "nothing to archive" in again.getvalue()
+    assert await raw.count(bus.js, AUDIO, call.call_id) > 0, "raw audio kept without --delete-raw"
+
+    # --delete-raw later: the MP3 is checked again, then the raw audio goes; then a no-op.
+    report = await archive.archive(cfg, options(delete_raw=True), io.StringIO())
+    assert report.raw_deleted == [call.call_id]
+    assert await raw.count(bus.js, AUDIO, call.call_id) == 0
+    assert await raw.count(bus.js, CALLS, call.call_id) > 0, "events stay"
+    report = await archive.archive(cfg, options(delete_raw=True), io.StringIO())
+    assert (report.archived, report.raw_deleted) == ([], [])
+
+
+async def test_raw_audio_is_kept_when_the_mp3_does_not_verify(
+    nats_server: NatsServer,
+    bus: Bus,
+    database_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    call = await FakeCall(bus).simple()
+    await projected(nats_server.url, database_url, bus)
+    cfg = replace(config(nats_server.url, database_url), archive_dir=tmp_path / "calls")
+    # The archive of an earlier run, then damaged on disk: its check must fail.
+    report = await archive.archive(cfg, options(), io.StringIO())
+    path = report.archived[0].path
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    out = io.StringIO()
+    report = await archive.archive(cfg, options(delete_raw=True), out)
+    assert report.exit_code == 1 and "raw audio kept" in out.getvalue()
+    assert await raw.count(bus.js, AUDIO, call.call_id) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_killed_mid_encode_nothing_is_deleted(
+    nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
+) -> None:
+    call = FakeCall(bus)
+    await call.start()
+    for i in range(15):  # 10 minutes: encoding takes about 2 s, the window to kill it in
+        await call.caller_says("…", 20.0, seed=i)
+        await call.bot_says(20.0, hz=300.0 + 20 * i)
+    await call.end()
+    await projected(nats_server.url, database_url, bus)
+    audio_messages = await raw.count(bus.js, AUDIO, call.call_id)
+    archive_dir = tmp_path / "calls"
+    env = {
+        **os.environ,
+        "NATS_URL": nats_server.url,
+        "DATABASE_URL": database_url,
+        "ARCHIVE_DIR": str(archive_dir),
+    }
+    cmd = [sys.executable, "-m", "voicebot.cli", "archive", "--delete-raw", "--bitrate", "160k"]
+    log = tmp_path / "archive.log"
+    with log.open("wb") as output:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=PROJECT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        part = lambda: next(archive_dir.rglob("*.mp3.part"), None)  # noqa: E731
+        await until(lambda: (p := part()) is not None and p.stat().st_size > 0, 60, "encoding")
+        os.killpg(proc.pid, signal.SIGKILL)  # the run and its encoding process
+    finally:
+        proc.wait(timeout=10)
+    assert part() is not None, "killed mid-encode: the partial file is there"
+    assert list(archive_dir.rglob("*.mp3")) == [], log.read_text()
+    assert await raw.count(bus.js, AUDIO, call.call_id) == audio_messages
+    rec = await row(database_url, "SELECT archived_at, raw_deleted_at FROM calls")
+    assert tuple(rec) == (None, None)
+
+    # The next run starts over and completes.
+    cfg = replace(config(nats_server.url, database_url), archive_dir=archive_dir)
+    report = await archive.archive(cfg, options(delete_raw=True), io.StringIO())
+    assert report.exit_code == 0 and report.raw_deleted == [call.call_id]
+    assert await raw.count(bus.js, AUDIO, call.call_id) == 0
+    assert list(archive_dir.rglob("*.part")) == []
