@@ -5,6 +5,8 @@ even when the run is killed mid-encode; a caller's purge leaves the other caller
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import io
 import os
 import signal
@@ -85,7 +87,8 @@ async def test_archive_places_each_side_and_a_second_run_is_a_no_op(
     rec = await row(database_url, "SELECT * FROM calls WHERE id = $1", call.call_id)
     path = Path(rec["mp3_path"])
     assert path.parent.parent.parent.parent == tmp_path / "calls"  # YYYY/MM/DD/<call>.mp3
-    assert rec["mp3_sha256"] == mp3.sha256(path) and rec["mp3_bytes"] == path.stat().st_size
+    data = await asyncio.to_thread(path.read_bytes)
+    assert (rec["mp3_sha256"], rec["mp3_bytes"]) == (hashlib.sha256(data).hexdigest(), len(data))
     left, right, rate = mp3.decode(path)
     assert rate == 8000
     assert abs(len(left) / rate - rec["duration_s"]) < 0.1
@@ -160,24 +163,25 @@ async def test_killed_mid_encode_nothing_is_deleted(
         "ARCHIVE_DIR": str(archive_dir),
     }
     cmd = [sys.executable, "-m", "voicebot.cli", "archive", "--delete-raw", "--bitrate", "160k"]
-    log = tmp_path / "archive.log"
-    with log.open("wb") as output:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=PROJECT,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = await asyncio.create_subprocess_exec(
+        *cmd,
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def part() -> Path | None:
+        return next(archive_dir.rglob("*.mp3.part"), None)
+
     try:
-        part = lambda: next(archive_dir.rglob("*.mp3.part"), None)  # noqa: E731
-        await until(lambda: (p := part()) is not None and p.stat().st_size > 0, 60, "encoding")
+        await until(lambda: (p := part()) is not None and os.path.getsize(p) > 0, 60, "encoding")
         os.killpg(proc.pid, signal.SIGKILL)  # the run and its encoding process
     finally:
-        proc.wait(timeout=10)
+        output, _ = await asyncio.wait_for(proc.communicate(), 10)
     assert part() is not None, "killed mid-encode: the partial file is there"
-    assert list(archive_dir.rglob("*.mp3")) == [], log.read_text()
+    assert list(archive_dir.rglob("*.mp3")) == [], output.decode()
     assert await raw.count(bus.js, AUDIO, call.call_id) == audio_messages
     rec = await row(database_url, "SELECT archived_at, raw_deleted_at FROM calls")
     assert tuple(rec) == (None, None)
