@@ -21,7 +21,7 @@ import pytest
 from archive_support import FakeCall, until
 from test_archiver import config, projecting, stream_last_seq
 
-from archiver import archive, mp3, raw
+from archiver import archive, mp3, purge, raw
 from events.bus import Bus
 from events.streams import AUDIO, CALLS
 from voicebot.servers import NatsServer
@@ -192,3 +192,78 @@ async def test_killed_mid_encode_nothing_is_deleted(
     assert report.exit_code == 0 and report.raw_deleted == [call.call_id]
     assert await raw.count(bus.js, AUDIO, call.call_id) == 0
     assert list(archive_dir.rglob("*.part")) == []
+
+
+async def traces(database_url: str, js: object, call_id: str) -> dict[str, int]:
+    """Everything stored about a call, by where it is."""
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        out = {
+            t: await conn.fetchval(f"SELECT count(*) FROM {t} WHERE call_id = $1", call_id)
+            for t in ("call_events", "transcripts", "decisions", "turns", "tickets")
+        }
+        out["calls"] = await conn.fetchval("SELECT count(*) FROM calls WHERE id = $1", call_id)
+        mp3_path = await conn.fetchval("SELECT mp3_path FROM calls WHERE id = $1", call_id)
+    finally:
+        await conn.close()
+    out["mp3"] = int(mp3_path is not None and os.path.exists(mp3_path))  # noqa: ASYNC240
+    for stream in (CALLS, AUDIO):
+        out[stream] = await raw.count(js, stream, call_id)  # type: ignore[arg-type]
+    return out
+
+
+async def test_purge_removes_one_caller_and_nothing_of_another(
+    nats_server: NatsServer,
+    bus: Bus,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    registered = await FakeCall(bus, caller="0612345678").simple(ticket=True)
+    # Caller id withheld, but the caller gave the same number to the dialog.
+    withheld = FakeCall(bus, caller=None)
+    await withheld.start()
+    await withheld.caller_says("zéro six douze trente-quatre…", 1.0)
+    await withheld.bot_says(1.0)
+    await withheld.decide(
+        "IDENTIFICATION",
+        text="06 12 34 56 78",
+        intent="inform",
+        slots={"phone": "0612345678"},
+        say_ms=400.0,
+    )
+    await withheld.end(by="caller")
+    other = await FakeCall(bus, caller="0698765432").simple(ticket=True)
+    await projected(nats_server.url, database_url, bus)
+    cfg = replace(config(nats_server.url, database_url), archive_dir=tmp_path / "calls")
+    assert len((await archive.archive(cfg, options(), io.StringIO())).archived) == 3
+    kept = await traces(database_url, bus.js, other.call_id)
+    gone = [registered.call_id, withheld.call_id]
+    before = [await traces(database_url, bus.js, c) for c in gone]
+    for found in before:  # every kind of trace exists before (the withheld call has no ticket)
+        assert all(n > 0 for kind, n in found.items() if kind != "tickets"), found
+    assert before[0]["tickets"] == 1 and kept["tickets"] == 1
+
+    code = await purge.purge_caller(
+        database_url, nats_server.url, "+33 6 12 34 56 78", dry_run=True, out=(dry := io.StringIO())
+    )
+    assert code == 0 and "2 call(s)" in dry.getvalue() and "would remove" in dry.getvalue()
+    assert [await traces(database_url, bus.js, c) for c in gone] == before
+
+    code = await purge.purge_caller(
+        database_url, nats_server.url, "06.12.34.56.78", dry_run=False, out=(done := io.StringIO())
+    )
+    assert code == 0, done.getvalue()
+    for call_id in gone:
+        assert f"call {call_id}: removed MP3" in done.getvalue()
+        left = await traces(database_url, bus.js, call_id)
+        assert set(left.values()) == {0}, (call_id, left)
+    assert await traces(database_url, bus.js, other.call_id) == kept
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        # Nothing of the number is left anywhere in the archive's tables.
+        hits = await conn.fetchval(
+            "SELECT count(*) FROM call_events WHERE body::text LIKE '%0612345678%'"
+        )
+    finally:
+        await conn.close()
+    assert hits == 0
