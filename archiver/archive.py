@@ -23,10 +23,10 @@ from typing import Any, TextIO
 
 import asyncpg
 
-from archiver import mp3, purge, raw
+from archiver import mp3, purge, raw, timeline
 from archiver.config import ArchiverConfig
 from archiver.timeline import CallAudio, Played
-from events import codec, schemas, subjects
+from events import codec, subjects
 from events.bus import Bus
 from events.streams import AUDIO
 
@@ -314,22 +314,13 @@ class Run:
 
 async def playback(conn: asyncpg.Connection, call_id: str) -> list[Played]:
     """The edge's playback reports of the call, as the bot track's timeline."""
-    started: dict[str, float] = {}
-    frames: dict[str, int] = {}
+    events = []
     for r in await conn.fetch(_PLAYBACK, call_id, subjects.playback(call_id)):
         try:
-            event = codec.decode_subject(r["subject"], r["body"].encode())
+            events.append(codec.decode_subject(r["subject"], r["body"].encode()))
         except codec.BadMessage:
             continue
-        match event:
-            case schemas.PlaybackStarted(utterance_id=u, ts=ts):
-                started.setdefault(u, ts)
-            case (
-                schemas.PlaybackFinished(utterance_id=u, frames=n)
-                | schemas.PlaybackInterrupted(utterance_id=u, frames=n)
-            ):
-                frames[u] = n
-    return [Played(u, ts, frames.get(u)) for u, ts in started.items()]
+    return timeline.played(events)
 
 
 def _dry_run(

@@ -79,7 +79,16 @@ class Projector:
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
-                await self._project(msgs)
+                if not msgs:
+                    continue
+                try:
+                    await self._project(msgs)
+                except Exception:
+                    # A bug must not end the projection silently: what was not acked comes back
+                    # after ack_wait; meanwhile the next messages go on.
+                    log.exception("projecting %d CALLS message(s) failed", len(msgs))
+                    metrics.DB_ERRORS.labels("bug").inc()
+                    await asyncio.sleep(1.0)
         finally:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()

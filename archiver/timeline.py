@@ -11,23 +11,29 @@ The clock is the edge's wall clock from `event.started`, the moment the edge acc
 - Bot (right): `audio.out` is published ahead of time, as fast as it is synthesized, so its
   own timing says nothing about when it was heard. The edge reports that: `playback.started`
   (the tick of the utterance's first frame) and `finished`/`interrupted` with the number of
-  frames actually written. Each utterance is placed at its start, cut to the frames played
-  (a barge-in cuts it short), and never overlaps the one before (the edge plays them one
-  after the other). Edge under-runs inside an utterance are not timestamped by the contract,
-  so such an utterance is placed as if played without a gap.
+  frames actually written. Each utterance is placed at its start, snapped to the edge's 20 ms
+  tick grid (see `grid_phase`), cut to the frames played (a barge-in cuts it short), and never
+  overlaps the one before (the edge plays them one after the other). Under-runs and skipped
+  ticks inside an utterance are not timestamped by the contract, so such an utterance is
+  placed as if played without a gap (a few frames late at its end at worst).
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from events import schemas
 from events.audio import FRAME_BYTES, SAMPLE_RATE
 
 RESYNC_S = 0.06  # 3 frames: larger than the edge's read jitter, well under a word
+FRAME_S = FRAME_BYTES / 2 / SAMPLE_RATE
 Samples = npt.NDArray[np.int16]
 
 
@@ -70,6 +76,22 @@ class CallAudio:
         return round(self.duration_s * SAMPLE_RATE)
 
 
+def played(events: Iterable[Any]) -> list[Played]:
+    """The edge's playback reports of a call (decoded events, any kinds mixed in)."""
+    started: dict[str, float] = {}
+    frames: dict[str, int] = {}
+    for event in events:
+        match event:
+            case schemas.PlaybackStarted(utterance_id=u, ts=ts):
+                started.setdefault(u, ts)
+            case (
+                schemas.PlaybackFinished(utterance_id=u, frames=n)
+                | schemas.PlaybackInterrupted(utterance_id=u, frames=n)
+            ):
+                frames[u] = n
+    return [Played(u, ts, frames.get(u)) for u, ts in started.items()]
+
+
 def caller_track(chunks: list[InChunk], t0: float, n: int) -> tuple[Samples, list[str]]:
     """The caller's side, `n` samples from `t0`, and notes on what was missing."""
     track = np.zeros(n, np.int16)
@@ -103,6 +125,7 @@ def bot_track(
     audio = utterances(chunks)
     end = 0
     absent = 0
+    phase = grid_phase([p.started_ts - t0 for p in played])
     for p in sorted(played, key=lambda p: p.started_ts):
         pcm = audio.get(p.utterance_id)
         if pcm is None:
@@ -110,12 +133,36 @@ def bot_track(
             continue
         if p.frames is not None:
             pcm = pcm[: p.frames * FRAME_BYTES]
-        at = max(end, round((p.started_ts - t0) * SAMPLE_RATE))
+        at = max(end, round(on_grid(p.started_ts - t0, phase) * SAMPLE_RATE))
         _put(track, at, pcm)
         end = at + len(pcm) // 2
     if absent:
         notes.append(f"{absent} played utterance(s) with no audio in AUDIO (edge phrases)")
     return track, notes
+
+
+def grid_phase(offsets: list[float]) -> float:
+    """Where the edge's 20 ms ticks fall, from the reported starts.
+
+    The edge writes every frame on one grid of absolute deadlines and times a report just
+    after the tick that wrote the utterance's first frame, so a report is its tick's deadline
+    plus that tick's lateness (never minus). The least late report is the closest to the grid:
+    the phase is taken there (around the reports' circular mean, so a grid near the wrap-around
+    of 20 ms is read right) and each start goes back to the deadline before it (`on_grid`).
+    Utterances played back to back then stay back to back to the sample, whatever the lateness
+    of each tick, as long as it is under a period (a later tick is skipped by the edge)."""
+    if not offsets:
+        return 0.0
+    residues = np.asarray(offsets) % FRAME_S
+    angles = residues / FRAME_S * 2 * np.pi
+    mean = float(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean())) / (2 * np.pi) * FRAME_S
+    spread = (residues - mean + FRAME_S / 2) % FRAME_S - FRAME_S / 2
+    return float((mean + spread.min()) % FRAME_S)
+
+
+def on_grid(offset: float, phase: float) -> float:
+    """The tick deadline at or before `offset` (seconds from the call's start)."""
+    return phase + math.floor((offset - phase) / FRAME_S + 1e-6) * FRAME_S
 
 
 def utterances(chunks: list[OutChunk]) -> dict[str, bytes]:
@@ -163,10 +210,11 @@ def split_bot(right: Samples, played: list[Played], t0: float) -> list[tuple[str
     out = []
     end = 0
     frame = FRAME_BYTES // 2
+    phase = grid_phase([p.started_ts - t0 for p in played])
     for p in sorted(played, key=lambda p: p.started_ts):
         if not p.frames:
             continue
-        at = max(end, round((p.started_ts - t0) * SAMPLE_RATE))
+        at = max(end, round(on_grid(p.started_ts - t0, phase) * SAMPLE_RATE))
         pcm = right[at : at + p.frames * frame]
         pcm = pcm[: len(pcm) // frame * frame]
         end = at + len(pcm)
