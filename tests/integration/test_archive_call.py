@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import time
 import wave
 from pathlib import Path
@@ -15,7 +14,6 @@ from pathlib import Path
 import asyncpg
 import numpy as np
 import pytest
-from archive_support import until
 from pipeline import scripted_pipeline
 from test_archive import best_lag, options
 from test_archiver import config
