@@ -105,29 +105,7 @@ async def test_a_placed_call_is_archived_and_replays_from_the_archive(
             done = await in_postgres(database_url, bus, result.call_id)
             assert done or time.monotonic() - hung_up < 1.0, "not in PostgreSQL within 1 s"
             await asyncio.sleep(0.02)
-        history = [e.event for e in await bus.history(subjects.all_of(result.call_id))]
-        conn = await asyncpg.connect(database_url, timeout=5)
-        try:
-            call = await conn.fetchrow("SELECT * FROM calls WHERE id = $1", result.call_id)
-            heard = await conn.fetch(
-                "SELECT text FROM transcripts WHERE call_id = $1 AND speaker = 'caller' "
-                "ORDER BY stream_seq",
-                result.call_id,
-            )
-            decided = await conn.fetch(
-                "SELECT turn, state_to FROM decisions WHERE call_id = $1 ORDER BY stream_seq",
-                result.call_id,
-            )
-        finally:
-            await conn.close()
-        finals = [e.text for e in history if isinstance(e, schemas.Final)]
-        decisions = [(e.turn, e.state_to) for e in history if isinstance(e, schemas.Decision)]
-        ended = next(e for e in history if isinstance(e, schemas.Ended))
-        assert [r["text"] for r in heard] == finals and finals
-        assert [tuple(r) for r in decided] == decisions
-        assert call["outcome"] == "transfer"
-        assert call["end_outcome"] == ended.outcome and call["transfer_target"]
-        assert call["duration_s"] == pytest.approx(ended.duration_s, abs=1e-3)
+        ended = await check_rows(database_url, bus, result.call_id)
 
         # The MP3: stereo, the caller left and the bot right where each was on the line.
         cfg = config(nats_server.url, database_url, archive_dir=tmp_path / "calls", settle_s=0)
@@ -137,19 +115,7 @@ async def test_a_placed_call_is_archived_and_replays_from_the_archive(
         assert rate == 8000
         assert abs(len(left) / rate - ended.duration_s) < 0.1
         assert abs(len(left) / rate - result.frames_in * 0.02) < 0.1
-        # What the caller heard, half a second at a time (each utterance is placed by its own
-        # playback report, so a window is the unit of alignment).
-        voiced = 0
-        for at, window in voiced_windows(wav_samples(tmp_path / "bot.wav")):
-            lag, c = best_lag(right, window, at, search_s=0.1)
-            assert c > 0.9 and abs(lag) < 0.05, (at, lag, c)
-            assert best_lag(left, window, at, search_s=0.1)[1] < 0.3
-            voiced += 1
-        assert voiced >= 10, "the welcome and the transfer phrase"
-        for at, pcm in caller.sent:
-            lag, c = best_lag(left, pcm, at, search_s=0.2)
-            assert c > 0.8 and abs(lag) < 0.1, (at, lag, c)
-            assert best_lag(right, pcm, at, search_s=0.2)[1] < 0.3
+        check_sides(left, right, caller.sent, wav_samples(tmp_path / "bot.wav"))
         assert await raw.count(bus.js, AUDIO, result.call_id) == 0, "--delete-raw"
 
         # The events age out of CALLS too: the export comes from the archive and replays.
@@ -167,3 +133,50 @@ async def test_a_placed_call_is_archived_and_replays_from_the_archive(
         code = await replay(nats_server.url, path, mode="brain", speed=30.0, out=out)
         assert code == 0, out.getvalue()
         assert "Same dialog" in out.getvalue()
+
+
+async def check_rows(database_url: str, bus: Bus, call_id: str) -> schemas.Ended:
+    """The call's row, every caller transcript and every decision, as the stream has them."""
+    history = [e.event for e in await bus.history(subjects.all_of(call_id))]
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        call = await conn.fetchrow("SELECT * FROM calls WHERE id = $1", call_id)
+        heard = await conn.fetch(
+            "SELECT text FROM transcripts WHERE call_id = $1 AND speaker = 'caller' "
+            "ORDER BY stream_seq",
+            call_id,
+        )
+        decided = await conn.fetch(
+            "SELECT turn, state_to FROM decisions WHERE call_id = $1 ORDER BY stream_seq",
+            call_id,
+        )
+    finally:
+        await conn.close()
+    finals = [e.text for e in history if isinstance(e, schemas.Final)]
+    decisions = [(e.turn, e.state_to) for e in history if isinstance(e, schemas.Decision)]
+    ended: schemas.Ended = next(e for e in history if isinstance(e, schemas.Ended))
+    assert [r["text"] for r in heard] == finals and finals
+    assert [tuple(r) for r in decided] == decisions
+    assert call["outcome"] == "transfer"
+    assert call["end_outcome"] == ended.outcome and call["transfer_target"]
+    assert call["duration_s"] == pytest.approx(ended.duration_s, abs=1e-3)
+    return ended
+
+
+def check_sides(
+    left: np.ndarray, right: np.ndarray, sent: list[tuple[float, bytes]], heard: np.ndarray
+) -> None:
+    """What the caller heard, half a second at a time, is on the right (each utterance is
+    placed by its own playback report, so a window is the unit of alignment); each line the
+    caller said is on the left."""
+    voiced = 0
+    for at, window in voiced_windows(heard):
+        lag, c = best_lag(right, window, at, search_s=0.1)
+        assert c > 0.9 and abs(lag) < 0.05, (at, lag, c)
+        assert best_lag(left, window, at, search_s=0.1)[1] < 0.3
+        voiced += 1
+    assert voiced >= 10, "the welcome and the transfer phrase"
+    for at, pcm in sent:
+        lag, c = best_lag(left, pcm, at, search_s=0.2)
+        assert c > 0.8 and abs(lag) < 0.1, (at, lag, c)
+        assert best_lag(right, pcm, at, search_s=0.2)[1] < 0.3
