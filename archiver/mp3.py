@@ -14,6 +14,7 @@ telephone speech), constant bitrate.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -160,7 +161,8 @@ def archive_call(job: Job) -> Result:
             notes=notes,
         )
     except (Mp3Error, av.error.FFmpegError, OSError, ValueError) as e:
-        part.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            part.unlink(missing_ok=True)
         return Result(call.call_id, job.path, error=f"{type(e).__name__}: {e}")
 
 

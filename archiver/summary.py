@@ -71,8 +71,8 @@ class CallSummary:
 
 
 def summarize(call_id: str, history: list[Stored]) -> CallSummary:
-    """The call's figures from its events (any order; sorted by stream sequence here)."""
-    history = sorted(history, key=lambda s: s.seq)
+    """The call's figures from its events (in any order, repeats counted once)."""
+    history = sorted({s.seq: s for s in history}.values(), key=lambda s: s.seq)
     started = next((s.event for s in history if isinstance(s.event, schemas.Started)), None)
     t0 = started.ts if started is not None else min((s.event.ts for s in history), default=0.0)
     out = CallSummary(call_id, t0, caller=started.caller if started is not None else None)

@@ -34,6 +34,7 @@ from events.audio import FRAME_BYTES, SAMPLE_RATE
 
 RESYNC_S = 0.06  # 3 frames: larger than the edge's read jitter, well under a word
 FRAME_S = FRAME_BYTES / 2 / SAMPLE_RATE
+ON_TIME_S = 0.002  # a tick's usual lateness is well under this (bench/edge_pacing.py)
 Samples = npt.NDArray[np.int16]
 
 
@@ -145,19 +146,21 @@ def grid_phase(offsets: list[float]) -> float:
     """Where the edge's 20 ms ticks fall, from the reported starts.
 
     The edge writes every frame on one grid of absolute deadlines and times a report just
-    after the tick that wrote the utterance's first frame, so a report is its tick's deadline
-    plus that tick's lateness (never minus). The least late report is the closest to the grid:
-    the phase is taken there (around the reports' circular mean, so a grid near the wrap-around
-    of 20 ms is read right) and each start goes back to the deadline before it (`on_grid`).
-    Utterances played back to back then stay back to back to the sample, whatever the lateness
-    of each tick, as long as it is under a period (a later tick is skipped by the edge)."""
+    after the tick that wrote the utterance's first frame: a report is its tick's deadline
+    plus that tick's lateness, never minus, and nearly always well under a millisecond. The
+    phase is the report that most others agree with (within `ON_TIME_S` after it; the least
+    total lateness breaks ties); each start then goes back to the deadline before it
+    (`on_grid`). Utterances played back to back stay back to back to the sample, whatever a
+    tick's lateness, as long as it is under a period (a later tick is skipped by the edge and
+    its report is late by whole frames)."""
     if not offsets:
         return 0.0
     residues = np.asarray(offsets) % FRAME_S
-    angles = residues / FRAME_S * 2 * np.pi
-    mean = float(np.arctan2(np.sin(angles).mean(), np.cos(angles).mean())) / (2 * np.pi) * FRAME_S
-    spread = (residues - mean + FRAME_S / 2) % FRAME_S - FRAME_S / 2
-    return float((mean + spread.min()) % FRAME_S)
+    late = (residues[None, :] - residues[:, None]) % FRAME_S  # row: a candidate phase
+    late[late > FRAME_S - 1e-6] = 0.0  # float residue of a whole number of frames
+    agree = (late < ON_TIME_S).sum(axis=1)
+    best = np.flatnonzero(agree == agree.max())
+    return float(residues[best[np.argmin(late[best].sum(axis=1))]])
 
 
 def on_grid(offset: float, phase: float) -> float:
