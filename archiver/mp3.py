@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class Result:
     verified: bool = False
     notes: list[str] = field(default_factory=list)
     error: str | None = None
+    cpu_s: float = 0.0  # CPU time of the pool process on this call
 
 
 def encode(left: Samples, right: Samples, path: Path, bitrate: int) -> None:
@@ -142,6 +144,7 @@ def archive_call(job: Job) -> Result:
     """Tracks -> `<path>.part` -> fsync -> decoded and checked -> renamed. In a pool process."""
     call = job.audio
     part = job.path.with_name(job.path.name + ".part")
+    cpu0 = time.process_time()
     try:
         job.path.parent.mkdir(parents=True, exist_ok=True)
         left, right, notes = stereo(call)
@@ -159,6 +162,7 @@ def archive_call(job: Job) -> Result:
             sha256=digest,
             verified=True,
             notes=notes,
+            cpu_s=time.process_time() - cpu0,
         )
     except (Mp3Error, av.error.FFmpegError, OSError, ValueError) as e:
         with contextlib.suppress(OSError):
