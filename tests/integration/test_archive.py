@@ -6,12 +6,15 @@ even when the run is killed mid-encode; a caller's purge leaves the other caller
 from __future__ import annotations
 
 import asyncio
+import datetime
 import hashlib
 import io
 import os
 import signal
 import subprocess
 import sys
+import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
@@ -267,3 +270,61 @@ async def test_purge_removes_one_caller_and_nothing_of_another(
     finally:
         await conn.close()
     assert hits == 0
+
+
+async def test_filters_and_dry_run_touch_nothing_else(
+    nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
+) -> None:
+    call = await FakeCall(bus).simple()
+    await projected(nats_server.url, database_url, bus)
+    cfg = replace(config(nats_server.url, database_url), archive_dir=tmp_path / "calls")
+    started = datetime.datetime.fromtimestamp(call.t0, tz=datetime.UTC)
+    day = datetime.timedelta(days=1)
+    for nothing in (
+        options(call_id=str(uuid.uuid4())),
+        options(until=started - day),
+        options(since=started + day),
+    ):
+        assert (await archive.archive(cfg, nothing, io.StringIO())).archived == []
+    out = io.StringIO()
+    report = await archive.archive(cfg, options(dry_run=True, delete_raw=True), out)
+    assert f"would archive {call.call_id}" in out.getvalue() and report.archived == []
+    assert not (tmp_path / "calls").exists()
+    only = options(call_id=call.call_id, since=started - day, until=started + day)
+    assert [r.call_id for r in (await archive.archive(cfg, only, io.StringIO())).archived] == [
+        call.call_id
+    ]
+
+
+async def test_prune_deletes_old_calls_and_a_call_never_reported_ended_is_closed(
+    nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
+) -> None:
+    old = await FakeCall(bus, t0=time.time() - 7200).simple(ticket=True)
+    # The edge died with this one: no `ended`, ever. Its clock is the real one.
+    lost = FakeCall(bus, t0=time.time())
+    await lost.start()
+    await lost.bot_says(0.5, phrase="welcome")
+    await lost.caller_says("allô ?", 0.5)
+    await projected(nats_server.url, database_url, bus)
+    cfg = replace(
+        config(nats_server.url, database_url),
+        archive_dir=tmp_path / "calls",
+        stale_after_s=0.2,
+        settle_s=0.0,
+    )
+    await asyncio.sleep(0.3)
+    out = io.StringIO()
+    report = await archive.archive(cfg, options(), out)
+    assert report.closed == [lost.call_id], out.getvalue()
+    assert {r.call_id for r in report.archived} == {old.call_id, lost.call_id}
+    closed = await row(database_url, "SELECT * FROM calls WHERE id = $1", lost.call_id)
+    assert closed["end_reason"] == "no_end_reported" and closed["ended_at"] is not None
+
+    out = io.StringIO()
+    report = await archive.archive(cfg, options(prune=True, retention_days=1 / 24), out)
+    assert [e.call_id for e in report.pruned] == [old.call_id], out.getvalue()
+    assert report.pruned[0].mp3 and not await asyncio.to_thread(Path(report.pruned[0].mp3).exists)
+    gone = await traces(database_url, bus.js, old.call_id)
+    assert {kind for kind, n in gone.items() if n} == {"tickets"}, gone
+    assert gone["tickets"] == 1, "tickets are the customer's file: retention keeps them"
+    assert (await traces(database_url, bus.js, lost.call_id))["calls"] == 1

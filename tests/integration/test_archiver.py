@@ -21,7 +21,7 @@ from archiver.config import ArchiverConfig
 from archiver.projector import Projector
 from brain.store import apply_schema
 from events.bus import Bus
-from events.streams import CALLS, DurableConsumer
+from events.streams import AUDIO, CALLS, DAY_S, DurableConsumer, ensure_streams
 from voicebot.servers import NatsServer, PostgresServer, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -194,3 +194,19 @@ async def test_postgresql_outage_pauses_the_projection_and_loses_nothing(
     finally:
         await asyncio.to_thread(pg.stop)
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_the_archivers_stream_limits_survive_other_services_starting(
+    nats_server: NatsServer, bus: Bus, database_url: str
+) -> None:
+    cfg = config(nats_server.url, database_url)
+    limits = replace(cfg.streams, calls_days=30, audio_days=2, audio_max_bytes=3 * 1024**3)
+    async with projecting(nats_server.url, database_url, streams=limits):
+        pass
+    await ensure_streams(bus.js)  # what every other service does when it starts
+    calls, audio = (
+        (await bus.js.stream_info(CALLS)).config,
+        (await bus.js.stream_info(AUDIO)).config,
+    )
+    assert (calls.max_age, audio.max_age) == (30 * DAY_S, 2 * DAY_S)
+    assert audio.max_bytes == 3 * 1024**3

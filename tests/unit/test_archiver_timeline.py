@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from archiver import mp3
+from archiver.archive import Progress
 from archiver.timeline import (
     CallAudio,
     InChunk,
@@ -188,3 +190,26 @@ def test_an_encoding_failure_leaves_no_partial_file(tmp_path: Path) -> None:
     result = mp3.archive_call(mp3.Job(call, blocked / "c.mp3", 64_000))
     assert not result.verified and result.error is not None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_under_cron() -> None:
+    plain = io.StringIO()
+    p = Progress(plain, 2, "archive")
+    p.step("archived a: 60.0 s", audio_s=60.0)
+    p.step("FAILED b: no", failed=True)
+    p.close()
+    assert plain.getvalue() == "archived a: 60.0 s\nFAILED b: no\n"
+    tty = Terminal()
+    p = Progress(tty, 2, "archive")
+    p.step("archived a: 60.0 s", audio_s=60.0)
+    p.step("FAILED b: no", failed=True)
+    p.close()
+    text = tty.getvalue()
+    assert "archived a" not in text, "a terminal gets the bar, not a line per call"
+    assert "FAILED b: no" in text and "[##############################] 2/2 calls" in text
+    assert "1.0 min of audio" in text and "1 failed" in text
