@@ -17,6 +17,7 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -25,6 +26,7 @@ import asyncpg
 
 from archiver import mp3, purge, raw, timeline
 from archiver.config import ArchiverConfig
+from archiver.connect import connections
 from archiver.timeline import CallAudio, Played
 from events import codec, subjects
 from events.bus import Bus
@@ -161,13 +163,8 @@ async def run(config: ArchiverConfig, options: Options, out: TextIO = sys.stdout
 
 
 async def archive(config: ArchiverConfig, options: Options, out: TextIO = sys.stdout) -> Report:
-    conn = await asyncpg.connect(config.database_url, timeout=10, command_timeout=TIMEOUT_S)
-    bus = await Bus.connect(config.nats_url, "archive")
-    try:
+    async with connections(config.database_url, config.nats_url, "archive") as (conn, bus):
         return await Run(config, options, conn, bus, out).all()
-    finally:
-        await bus.close()
-        await conn.close(timeout=5)
 
 
 class Run:
@@ -226,8 +223,8 @@ class Run:
                 what, row = queue.get_nowait()
                 try:
                     await (self._one_call(row) if what == "encode" else self._delete_checked(row))
-                except (raw.RawAudioError, OSError, asyncpg.PostgresError) as e:
-                    self._failed(row["id"], str(e))
+                except (raw.RawAudioError, OSError, asyncpg.PostgresError, BrokenProcessPool) as e:
+                    self._failed(row["id"], str(e) or type(e).__name__)
 
         # One more reader than processes: the next call's audio is read while one is encoded.
         async with asyncio.TaskGroup() as tg:

@@ -18,6 +18,7 @@ import asyncpg
 from nats.js import JetStreamContext
 
 from archiver import raw
+from archiver.connect import connections
 from events.streams import ARCHIVER, AUDIO, CALLS
 
 log = logging.getLogger("archiver.purge")
@@ -146,12 +147,8 @@ async def purge_caller(
     database_url: str, nats_url: str, number: str, *, dry_run: bool, out: TextIO
 ) -> int:
     """`voicebot purge --caller NUMBER`: erase every call of that number; prints what it did."""
-    from events.bus import Bus
-
     wanted = national(number)
-    conn = await asyncpg.connect(database_url, timeout=10, command_timeout=TIMEOUT_S)
-    bus = await Bus.connect(nats_url, "purge")
-    try:
+    async with connections(database_url, nats_url, "purge") as (conn, bus):
         behind = await unprojected(bus.js)
         if behind > 0:
             print(
@@ -173,7 +170,4 @@ async def purge_caller(
         if calls and not dry_run:
             print(f"error: {len(calls)} call(s) of {wanted} came back; run again", file=out)
             return 1
-    finally:
-        await bus.close()
-        await conn.close(timeout=5)
     return 0

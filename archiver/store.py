@@ -9,12 +9,10 @@ the other's committed events.
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Final
 
 import asyncpg
-import msgspec
 
 from archiver.rows import Rows, when
 from archiver.summary import CallSummary, Stored, summarize
@@ -230,8 +228,3 @@ async def refresh_call(conn: asyncpg.Connection, call_id: str) -> CallSummary:
             timeout=QUERY_TIMEOUT_S,
         )
     return s
-
-
-def body_json(event: msgspec.Struct) -> str:
-    """An event as the JSON text `call_events.body` holds (tests and tools)."""
-    return json.dumps(msgspec.to_builtins(event), ensure_ascii=False)

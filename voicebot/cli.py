@@ -254,12 +254,13 @@ def _when(text: str) -> datetime.datetime:
 
 async def _archive(args: argparse.Namespace) -> int:
     """archive and purge: the archiver's commands (PostgreSQL, the streams, ARCHIVE_DIR)."""
-    from archiver import archive, purge
-    from archiver.config import ArchiverConfig, parse_bitrate
+    from archiver import purge
+    from archiver.config import ArchiverConfig
+    from archiver.connect import Unreachable
 
     config = ArchiverConfig.from_env()
-    if args.command == "purge":
-        try:
+    try:
+        if args.command == "purge":
             return await purge.purge_caller(
                 config.database_url,
                 config.nats_url,
@@ -267,9 +268,19 @@ async def _archive(args: argparse.Namespace) -> int:
                 dry_run=args.dry_run,
                 out=sys.stdout,
             )
-        except purge.PurgeError as e:
-            print(f"voicebot purge: {e}", file=sys.stderr)
-            return 2
+        return await _run_archive(args, config)
+    except purge.PurgeError as e:
+        print(f"voicebot purge: {e}", file=sys.stderr)
+        return 2
+    except Unreachable as e:
+        print(f"voicebot {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+async def _run_archive(args: argparse.Namespace, config: Any) -> int:
+    from archiver import archive
+    from archiver.config import parse_bitrate
+
     if args.workers is not None and args.workers < 1:
         print("voicebot archive: --workers must be at least 1", file=sys.stderr)
         return 2
