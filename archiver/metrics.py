@@ -9,7 +9,7 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES: Final = Counter(
     "voicebot_archiver_messages_total",
     "CALLS messages handled by the projection",
-    ["result"],  # new | duplicate | undecodable | rejected
+    ["result"],  # new | duplicate | undecodable | rejected | refused (kept raw only)
 )
 BATCHES: Final = Counter("voicebot_archiver_batches_total", "Batches committed")
 BATCH_SECONDS: Final = Histogram(

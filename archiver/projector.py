@@ -134,17 +134,21 @@ class Projector:
     async def _commit(self, batch: rows.Rows, incoming: list[rows.Incoming]) -> int:
         """Commit the batch, retrying while the database is away; returns the new messages."""
         pause = 0.2
+        one_by_one = False
         while True:
             try:
                 conn = await self._connection()
-                async with conn.transaction():
-                    new = await store.write_batch(conn, batch)
+                if one_by_one:
+                    new = await self._one_by_one(conn, incoming)
+                else:
+                    async with conn.transaction():
+                        new = await store.write_batch(conn, batch)
                 metrics.DB_UP.set(1)
                 return new
             except store.PERMANENT as e:
                 log.warning("a batch was refused (%s): writing its messages one by one", e)
                 metrics.DB_ERRORS.labels("data").inc()
-                return await self._one_by_one(incoming)
+                one_by_one = True
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
                 metrics.DB_UP.set(0)
                 metrics.DB_ERRORS.labels(type(e).__name__).inc()
@@ -157,13 +161,14 @@ class Projector:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, self.config.retry_max_s)
 
-    async def _one_by_one(self, incoming: list[rows.Incoming]) -> int:
+    async def _one_by_one(self, conn: asyncpg.Connection, incoming: list[rows.Incoming]) -> int:
+        """Each message in its own transaction; one PostgreSQL refuses keeps its raw row only.
+        (Rows already written are not written twice if this is interrupted and retried.)"""
         new = 0
         for msg in incoming:
             batch, _ = rows.build([msg])
             if not batch.call_events:
                 continue
-            conn = await self._connection()
             try:
                 async with conn.transaction():
                     new += await store.write_batch(conn, batch)
@@ -171,6 +176,7 @@ class Projector:
                 log.error(
                     "CALLS message %d on %s refused (%s): kept raw only", msg.seq, msg.subject, e
                 )
+                metrics.MESSAGES.labels("refused").inc()
                 raw = rows.Rows(call_events=batch.call_events)
                 async with conn.transaction():
                     new += await store.write_batch(conn, raw)

@@ -20,6 +20,7 @@ from archive_support import FakeCall, until, wait_rows
 from archiver.config import ArchiverConfig
 from archiver.projector import Projector
 from brain.store import apply_schema
+from events import schemas, subjects
 from events.bus import Bus
 from events.streams import AUDIO, CALLS, DAY_S, DurableConsumer, ensure_streams
 from voicebot.servers import NatsServer, PostgresServer, free_port
@@ -210,3 +211,27 @@ async def test_the_archivers_stream_limits_survive_other_services_starting(
     )
     assert (calls.max_age, audio.max_age) == (30 * DAY_S, 2 * DAY_S)
     assert audio.max_bytes == 3 * 1024**3
+
+
+async def test_a_message_postgresql_refuses_is_kept_raw_and_blocks_nothing(
+    nats_server: NatsServer, bus: Bus, database_url: str
+) -> None:
+    call = FakeCall(bus)
+    await call.start()
+    await bus.publish(  # `category` must be internet or mobile in `tickets`
+        subjects.event(call.call_id, "ticket"),
+        schemas.Ticket(call_id=call.call_id, ts=call.t0, state="requested", category="tv"),
+    )
+    await call.bot_says(0.5, phrase="welcome")
+    await call.end()
+    after = await FakeCall(bus).simple()
+    last = await stream_last_seq(bus)
+    async with projecting(nats_server.url, database_url) as projector:
+        await until(lambda: projector.last_seq >= last, 10, "the projection")
+    got = await counts(database_url)
+    assert got["call_events"] == last and got["tickets"] == 0 and got["calls"] == 2
+    rows = {str(r["id"]): r for r in await calls_rows(database_url)}
+    assert rows[call.call_id]["ended_at"] is not None
+    assert rows[after.call_id]["outcome"] == "solved"
+    info = await bus.js.consumer_info(CALLS, "archiver")
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
