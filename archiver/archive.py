@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import logging
 import multiprocessing
 import sys
 import time
@@ -31,8 +30,6 @@ from archiver.timeline import CallAudio, Played
 from events import codec, subjects
 from events.bus import Bus
 from events.streams import AUDIO
-
-log = logging.getLogger("archiver.archive")
 
 TIMEOUT_S = 30.0
 
@@ -64,7 +61,7 @@ WHERE ended_at IS NOT NULL AND archived_at IS NULL AND duration_s IS NOT NULL
 
 _RAW_LEFT = (
     """
-SELECT id::text, mp3_path, mp3_duration_s, mp3_sha256 FROM calls
+SELECT id::text, mp3_path, duration_s, mp3_sha256 FROM calls
 WHERE archived_at IS NOT NULL AND raw_deleted_at IS NULL AND mp3_path IS NOT NULL
 """
     + _FILTERS
@@ -285,7 +282,7 @@ class Run:
             mp3.check_file,
             call_id,
             Path(row["mp3_path"]),
-            row["mp3_duration_s"],
+            row["duration_s"],  # the call's, as when it was archived
             row["mp3_sha256"],
         )
         if not result.verified:

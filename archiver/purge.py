@@ -8,7 +8,6 @@ a projection still catching up could otherwise write back rows from messages not
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +19,6 @@ from nats.js import JetStreamContext
 from archiver import raw
 from archiver.connect import connections
 from events.streams import ARCHIVER, AUDIO, CALLS
-
-log = logging.getLogger("archiver.purge")
 
 TIMEOUT_S = 30.0
 

@@ -9,7 +9,6 @@ the other's committed events.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Final
 
 import asyncpg
@@ -17,8 +16,6 @@ import asyncpg
 from archiver.rows import Rows, when
 from archiver.summary import CallSummary, Stored, summarize
 from events import codec
-
-log = logging.getLogger("archiver.store")
 
 QUERY_TIMEOUT_S: Final = 10.0
 
