@@ -127,8 +127,8 @@ CREATE TABLE IF NOT EXISTS transcripts (
     speaker       text NOT NULL CHECK (speaker IN ('caller', 'bot')),
     text          text NOT NULL,
     confidence    real,              -- caller: the recogniser's; bot: NULL
-    start_s       real,              -- seconds from the start of the call
-    end_s         real,
+    start_s       real,              -- caller: call-audio time (the recogniser's); bot: seconds
+    end_s         real,              --   from the call's start, from the playback reports
     ts            timestamptz NOT NULL,  -- when it was published
     provider      text,              -- caller: deepgram | whisper
     utterance_id  text,              -- bot

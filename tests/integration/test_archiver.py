@@ -100,6 +100,24 @@ async def test_a_call_becomes_rows_and_redelivery_changes_nothing(
     # The caller finished speaking 0.3 s before the transcript; the answer played 0.05 s after
     # the say, which was 450 ms after the end of speech.
     assert row["max_wait_s"] == pytest.approx(0.5, abs=0.01)
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        lines = await conn.fetch(
+            "SELECT speaker, start_s, end_s FROM transcripts ORDER BY stream_seq"
+        )
+        first_frame = await conn.fetchval(
+            "SELECT first_frame_ms FROM decisions WHERE caller_text IS NOT NULL"
+        )
+    finally:
+        await conn.close()
+    # Each line where it was on the line: the welcome from 0.05 s for 1 s, the caller's words
+    # in call-audio time, the answer 0.05 s after its say.
+    assert [(r["speaker"], r["start_s"], r["end_s"]) for r in lines] == [
+        ("bot", pytest.approx(0.05, abs=1e-3), pytest.approx(1.05, abs=1e-3)),
+        ("caller", 0.0, pytest.approx(1.0, abs=1e-3)),
+        ("bot", pytest.approx(2.4, abs=1e-3), pytest.approx(3.6, abs=1e-3)),
+    ]
+    assert first_frame == pytest.approx(500.0, abs=1.0)
 
     # Everything again, to a second durable from the first message: nothing changes.
     again = DurableConsumer(durable="archiver-again")
