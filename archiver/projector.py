@@ -46,6 +46,7 @@ class Projector:
         self.caught_up = asyncio.Event()  # nothing pending after a commit
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._busy = False  # a batch is being written
 
     # --- life cycle ------------------------------------------------------------------
 
@@ -57,12 +58,16 @@ class Projector:
         self._task = asyncio.create_task(self.run(), name="archiver-projector")
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Finish the batch in hand (or hand it back), then stop."""
+        """Finish the batch in hand (or hand it back after `grace_s`), then stop; a fetch
+        waiting for messages is simply cancelled."""
         self._stopping.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), grace_s)
+                if self._busy:
+                    await asyncio.wait_for(asyncio.shield(self._task), grace_s)
             except TimeoutError:
+                pass
+            finally:
                 self._task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await self._task
@@ -81,6 +86,7 @@ class Projector:
                     return
                 if not msgs:
                     continue
+                self._busy = True
                 try:
                     await self._project(msgs)
                 except Exception:
@@ -89,6 +95,8 @@ class Projector:
                     log.exception("projecting %d CALLS message(s) failed", len(msgs))
                     metrics.DB_ERRORS.labels("bug").inc()
                     await asyncio.sleep(1.0)
+                finally:
+                    self._busy = False
         finally:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
