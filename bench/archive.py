@@ -98,7 +98,7 @@ def stages(call: CallAudio, out_dir: Path) -> dict[str, float]:
     mp3.verify(path, call.duration_s)
     mp3.sha256(path)
     t3 = time.perf_counter()
-    return {"timeline_s": t1 - t0, "encode_s": t2 - t1, "verify_sha_s": t3 - t2}
+    return {"timeline": t1 - t0, "encode": t2 - t1, "verify_sha256": t3 - t2}
 
 
 def main() -> None:
