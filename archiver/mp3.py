@@ -91,13 +91,16 @@ def decode(path: Path) -> tuple[Samples, Samples, int]:
     """Both channels as int16 and the sample rate."""
     chunks: list[np.ndarray] = []
     rate = 0
-    with av.open(str(path)) as f:
-        for frame in f.decode(audio=0):
-            rate = frame.sample_rate
-            x = frame.to_ndarray()  # planar float: (channels, samples)
-            if x.shape[0] != 2:
-                raise Mp3Error(f"{path}: {x.shape[0]} channel(s), expected 2")
-            chunks.append(x)
+    try:
+        with av.open(str(path)) as f:
+            for frame in f.decode(audio=0):
+                rate = frame.sample_rate
+                x = frame.to_ndarray()  # planar float: (channels, samples)
+                if x.shape[0] != 2:
+                    raise Mp3Error(f"{path}: {x.shape[0]} channel(s), expected 2")
+                chunks.append(x)
+    except av.error.FFmpegError as e:
+        raise Mp3Error(f"{path} does not decode: {e}") from e
     if not chunks:
         raise Mp3Error(f"{path}: no audio")
     both = np.concatenate(chunks, axis=1)

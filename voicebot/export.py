@@ -16,6 +16,7 @@ import datetime
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from events import streams, subjects
 from events.audio import FRAME_BYTES, in_headers, out_headers
+from events.codec import BadMessage
 from voicebot import recording
 from voicebot.recording import Message, Recording
 
@@ -172,6 +174,14 @@ async def _from_archive(database_url: str, call_id: str) -> list[Message]:
     ]
 
 
+def _decoded(messages: Iterable[Message]) -> Iterator[Any]:
+    for m in messages:
+        try:
+            yield m.event()
+        except BadMessage:
+            continue  # kept as stored; it says nothing about the timeline
+
+
 async def _audio_from_mp3(database_url: str, call_id: str, events: list[Message]) -> list[Message]:
     """The call's audio cut back out of its archived MP3 (see the module's docstring)."""
     import asyncpg
@@ -197,7 +207,7 @@ async def _audio_from_mp3(database_url: str, call_id: str, events: list[Message]
     for i, (t, pcm) in enumerate(timeline.split_caller(left)):
         headers = in_headers(i, t0 + t, t)
         out.append(Message(streams.AUDIO, 0, t0 + t, subjects.audio_in(call_id), headers, data=pcm))
-    played = timeline.played(m.event() for m in events if ".playback" in m.subject)
+    played = timeline.played(_decoded(m for m in events if ".playback" in m.subject))
     step = FRAME_BYTES * 10  # 200 ms messages, the contract's largest
     for utterance, pcm in timeline.split_bot(right, played, t0):
         parts = range(0, len(pcm), step)
