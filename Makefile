@@ -27,7 +27,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy events brain edge stt_worker tts_worker voicebot
+	$(BIN)/mypy events brain edge stt_worker tts_worker archiver voicebot
 
 format: setup
 	$(BIN)/ruff format .

@@ -55,6 +55,47 @@ CREATE TABLE IF NOT EXISTS calls (
     mp3_path     text
 );
 
+-- Everything below is written by the archiver (`python -m archiver`) from the CALLS stream, and
+-- by `voicebot archive` for the MP3 columns. The stream sequence of each CALLS message is the
+-- idempotency key: a message delivered twice changes nothing. The `calls` figures are
+-- recomputed from the call's stored events, so they do not depend on delivery order.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS duration_s       real;     -- edge: first byte to hang-up
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS end_reason       text;     -- event.ended reason
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS hung_up_by       text;     -- caller | bot | edge
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS end_outcome      text;     -- hangup | transfer:<target> (the line)
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS transfer_target  text;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS phone            text;     -- number the caller gave the dialog
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS category         text;     -- internet | mobile
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS ticket           text;     -- ticket number, if one was opened
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS final_state      text;     -- last dialog state
+-- Quality figures. `outcome` above is the dialog's (solved | transfer | ticket | abandoned |
+-- no_input | max_length). Waits run from the caller's end of speech to the bot's first frame
+-- on the line (the hold phrase counts: the caller is no longer in silence).
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS turns            integer;  -- caller turns decided on (speech or DTMF)
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS dead_air_s       real;     -- sum of those waits
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS max_wait_s       real;     -- the longest one
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS talk_overs       integer;  -- bot utterances the caller spoke over
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS repeat_prompts   integer;  -- "pardon, pouvez-vous répéter ?"
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS caller_repeats   integer;  -- the caller asked the bot to repeat
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS no_input_prompts integer;  -- "êtes-vous toujours en ligne ?"
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS hold_prompts     integer;  -- "un instant" (a slow provider)
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS provider_errors  integer;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS underruns        integer;  -- edge ticks with a started utterance starved
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS events           integer;  -- CALLS messages projected
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS last_seq         bigint;   -- highest CALLS sequence projected
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS updated_at       timestamptz;
+-- `voicebot archive`: the stereo MP3 (caller left, bot right) and how to check it.
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS mp3_duration_s   real;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS mp3_bytes        bigint;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS mp3_sha256       text;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS archived_at      timestamptz;
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS archive_note     text;     -- e.g. audio the AUDIO stream had dropped
+ALTER TABLE calls ADD COLUMN IF NOT EXISTS raw_deleted_at   timestamptz;  -- AUDIO purged (--delete-raw)
+CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller);
+CREATE INDEX IF NOT EXISTS calls_phone ON calls (phone);
+CREATE INDEX IF NOT EXISTS calls_started ON calls (started_at);
+CREATE INDEX IF NOT EXISTS calls_to_archive ON calls (ended_at) WHERE archived_at IS NULL;
+
 -- Filled by the archiver from the CALLS stream; the stream sequence makes replays idempotent.
 CREATE TABLE IF NOT EXISTS call_events (
     stream_seq  bigint PRIMARY KEY,
@@ -64,6 +105,7 @@ CREATE TABLE IF NOT EXISTS call_events (
     body        jsonb NOT NULL
 );
 CREATE INDEX IF NOT EXISTS call_events_call ON call_events (call_id, stream_seq);
+ALTER TABLE call_events ADD COLUMN IF NOT EXISTS headers jsonb;  -- as published (Nats-Msg-Id)
 
 CREATE TABLE IF NOT EXISTS turns (
     call_id     uuid NOT NULL,
@@ -76,6 +118,50 @@ CREATE TABLE IF NOT EXISTS turns (
     ts          timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (call_id, turn)
 );
+
+-- What was said, both sides: the caller's final transcripts and the bot's utterances (their
+-- times on the line are filled from the edge's playback reports).
+CREATE TABLE IF NOT EXISTS transcripts (
+    stream_seq    bigint PRIMARY KEY,
+    call_id       uuid NOT NULL,
+    speaker       text NOT NULL CHECK (speaker IN ('caller', 'bot')),
+    text          text NOT NULL,
+    confidence    real,              -- caller: the recogniser's; bot: NULL
+    start_s       real,              -- caller: call-audio time (the recogniser's); bot: seconds
+    end_s         real,              --   from the call's start, from the playback reports
+    ts            timestamptz NOT NULL,  -- when it was published
+    provider      text,              -- caller: deepgram | whisper
+    utterance_id  text,              -- bot
+    phrase        text,              -- bot: cached phrase key, NULL for dynamic text
+    interrupted   boolean            -- bot: cut by a barge-in or a flush
+);
+CREATE INDEX IF NOT EXISTS transcripts_call ON transcripts (call_id, stream_seq);
+
+-- Every dialog decision, with its latency breakdown (ms from the caller's end of speech).
+CREATE TABLE IF NOT EXISTS decisions (
+    stream_seq      bigint PRIMARY KEY,
+    call_id         uuid NOT NULL,
+    turn            integer NOT NULL,
+    ts              timestamptz NOT NULL,
+    trigger         text NOT NULL,
+    trigger_seq     bigint NOT NULL,
+    state_from      text NOT NULL,
+    state_to        text NOT NULL,
+    intent          text,
+    slots           jsonb NOT NULL DEFAULT '{}',
+    caller_text     text,
+    nlu_source      text,
+    llm_ms          real,
+    actions         text[] NOT NULL DEFAULT '{}',
+    expecting       text,
+    epoch           integer NOT NULL DEFAULT 0,
+    end_of_speech_s real,            -- call-audio time
+    transcript_ms   real,
+    nlu_ms          real,
+    say_ms          real,
+    first_frame_ms  real             -- from the edge's playback report of the reply
+);
+CREATE INDEX IF NOT EXISTS decisions_call ON decisions (call_id, stream_seq);
 
 -- Development seed data (the sample dialog's caller among them).
 INSERT INTO customers (name, email) VALUES

@@ -53,8 +53,8 @@ ask() {  # ask VAR "question" [default] [secret]
 
 if [ "$MODE" = clean ]; then
   step "Cleaning a previous installation"
-  run systemctl disable --now voicebot.service 2>/dev/null || true
-  run rm -f /etc/systemd/system/voicebot.service
+  run systemctl disable --now voicebot.service voicebot-archive.timer 2>/dev/null || true
+  run rm -f /etc/systemd/system/voicebot.service /etc/systemd/system/voicebot-archive.*
   run rm -rf "$PROJECT/.venv" "$PROJECT/assets/cache"/*.raw "$PROJECT/assets/cache/manifest.json"
 fi
 
@@ -144,10 +144,39 @@ fi
 run systemctl daemon-reload
 run systemctl enable --now voicebot.service
 
+step "8. Nightly archive (stereo MP3s, raw audio deleted, retention): systemd timer at 3 am"
+for unit in voicebot-archive.service voicebot-archive.timer; do echo "+ write /etc/systemd/system/$unit"; done
+if [ "$DRY_RUN" = 0 ]; then
+  cat > /etc/systemd/system/voicebot-archive.service <<EOF
+[Unit]
+Description=Voicebot SAV: archive calls as MP3, apply retention
+After=voicebot.service
+
+[Service]
+Type=oneshot
+WorkingDirectory=$PROJECT
+ExecStart=$PROJECT/.venv/bin/voicebot archive --delete-raw --prune
+EOF
+  cat > /etc/systemd/system/voicebot-archive.timer <<EOF
+[Unit]
+Description=Archive calls every night
+
+[Timer]
+OnCalendar=*-*-* 03:00:00
+Persistent=true
+
+[Install]
+WantedBy=timers.target
+EOF
+fi
+run systemctl daemon-reload
+run systemctl enable --now voicebot-archive.timer
+
 step "Done"
 cat <<EOF
 AudioSocket:  ${SERVER_HOST_IP:-<this server>}:9090   (extension 777 on Asterisk: see asterisk_config.txt)
 HTTP API:     http://${SERVER_HOST_IP:-<this server>}:8080/health   (token in .env: API_TOKEN)
 Metrics:      http://${SERVER_HOST_IP:-<this server>}:9091/metrics
 Logs:         journalctl -u voicebot -f
+Archive:      logs/calls/YYYY/MM/DD/<call>.mp3 every night (journalctl -u voicebot-archive)
 EOF

@@ -100,6 +100,19 @@ BENCHES = (
         "CALLS stream with fsync before every ack: ack latency",
     ),
     Bench(
+        "archive",
+        "archive.py",
+        ("--calls", "12", "--minutes", "3", "--workers", "1,2", "--json", JSON_ARG),
+        "voicebot archive: call-minutes to verified stereo MP3 per second, 1 and 2 workers, "
+        "vs real time",
+    ),
+    Bench(
+        "archiver_projection",
+        "archiver_projection.py",
+        ("--calls", "60", "--batches", "1,256", "--json", JSON_ARG),
+        "archiver: CALLS messages into PostgreSQL per second, batched vs one per transaction",
+    ),
+    Bench(
         "stt_deepgram",
         "stt_deepgram.py",
         ("--calls", "100", "--seconds", "5"),

@@ -37,6 +37,16 @@ PERSIST_MODE_IS_FIXED: Final = 10052  # nats-server: "can not change persist mod
 
 @dataclass(frozen=True, kw_only=True)
 class Retention:
+    """How long the streams keep messages. The archiver owns these limits (its config reads
+    them); every other process creates a missing stream with the defaults and leaves the
+    limits of an existing one alone, so a service starting up never undoes a configured value.
+
+    CALLS must outlive the archiver's downtime (its projection catches up from the stream) and
+    AUDIO must outlive the gap between two `voicebot archive` runs: a week of audio at the
+    default, bounded by bytes so a busy site cannot fill the disk (the oldest audio goes first:
+    size AUDIO_MAX_GB for a few days of calls, about 115 MB per call-hour).
+    """
+
     calls_days: float = 90
     audio_days: float = 7
     audio_max_bytes: int = 20 * 1024**3
@@ -49,7 +59,7 @@ class Retention:
         return cls(
             calls_days=env.get_float("CALLS_RETENTION_DAYS", 90, e, minimum=0.001),
             audio_days=env.get_float("AUDIO_RETENTION_DAYS", 7, e, minimum=0.001),
-            audio_max_bytes=env.get_int("AUDIO_MAX_BYTES", 20 * 1024**3, e, minimum=1024**2),
+            audio_max_bytes=int(env.get_float("AUDIO_MAX_GB", 20.0, e, minimum=0.1) * 1024**3),
             replicas=env.get_int("STREAM_REPLICAS", 1, e, minimum=1),
         )
 
@@ -127,12 +137,14 @@ async def ensure_streams(
 ) -> None:
     """Create or update the streams; safe to call from every process at every start.
 
-    A cluster that just started answers JetStream requests only once it elected a leader
-    (seconds): transient failures are retried for `wait_s`."""
+    `retention` None keeps the limits of existing streams (only the archiver passes its
+    configured ones); a missing stream is created with the environment's. A cluster that just
+    started answers JetStream requests only once it elected a leader (seconds): transient
+    failures are retried for `wait_s`."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            await _ensure_streams(js, retention or Retention.from_env())
+            await _ensure_streams(js, retention)
             return
         except (TimeoutError, ServiceUnavailableError, NoRespondersError) as e:
             if time.monotonic() > deadline:
@@ -141,13 +153,15 @@ async def ensure_streams(
             await asyncio.sleep(0.5)
 
 
-async def _ensure_streams(js: JetStreamContext, retention: Retention) -> None:
-    for cfg in stream_configs(retention):
+async def _ensure_streams(js: JetStreamContext, retention: Retention | None) -> None:
+    for cfg in stream_configs(retention or Retention.from_env()):
         try:
             info = await js.stream_info(cfg.name or "")
         except NotFoundError:
             await js.add_stream(cfg)
             continue
+        if retention is None:
+            cfg.max_age, cfg.max_bytes = info.config.max_age, info.config.max_bytes
         # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
         # byte-limited stream with "insufficient storage", counting its reservation twice).
         try:
@@ -165,9 +179,47 @@ async def _ensure_streams(js: JetStreamContext, retention: Retention) -> None:
             )
             await js.update_stream(dataclasses.replace(cfg, persist_mode=info.config.persist_mode))
     # Claim consumers exist before the first call, so no `started` is missed by a late worker.
+    # (The archiver creates its own durable: it reads from the first message, whenever created.)
     for claim in CLAIMS.values():
         await ensure_claims(js, claim)
     log.debug("streams ready: %s, %s", CALLS, AUDIO)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DurableConsumer:
+    """A durable pull consumer that reads a whole stream in order, from its first message.
+
+    Used by the archiver's projection: acks are explicit and sent only once the rows of a
+    message are committed, so an unacknowledged message is redelivered after `ack_wait_s`
+    (the archiver keeps a batch it cannot commit in progress while it retries).
+    """
+
+    durable: str
+    stream: str = CALLS
+    ack_wait_s: float = 30.0
+    max_ack_pending: int = 10_000
+
+    def config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=self.max_ack_pending,
+        )
+
+
+ARCHIVER: Final = DurableConsumer(durable="archiver")
+
+
+async def ensure_durable(js: JetStreamContext, consumer: DurableConsumer) -> None:
+    try:
+        await js.add_consumer(consumer.stream, consumer.config())
+    except BadRequestError as e:
+        if e.err_code != 10148:  # consumer already exists with a different config
+            raise
+        log.info("consumer %s exists with another config; keeping it", consumer.durable)
 
 
 async def ensure_claims(js: JetStreamContext, claim: ClaimConsumer) -> None:

@@ -1,15 +1,17 @@
-"""The `voicebot` command: up, call, sub, nlu, cache."""
+"""The `voicebot` command: up, call, sub, trace, export, replay, archive, purge, nlu, cache."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from events import env
+from events import env, subjects
 from events.runtime import install_uvloop, setup_logging
 
 
@@ -107,10 +109,57 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--host", default="127.0.0.1", help="full mode: AudioSocket host")
     r.add_argument("--port", type=int, default=None, help="full mode: default AUDIOSOCKET_PORT")
 
+    _archive_parsers(sub)
+
     c = sub.add_parser("cache", help="pre-generate the phrase cache (assets/cache)")
     c.add_argument("--cache-dir", type=Path, default=None)
     c.add_argument("--force", action="store_true", help="regenerate every phrase")
     return p
+
+
+def _archive_parsers(sub: Any) -> None:
+    """`archive` and `purge`: the archiver's commands."""
+    a = sub.add_parser(
+        "archive",
+        help="stereo MP3 of every ended call not archived yet (nightly; see README)",
+        description="Rebuild each ended call's audio from the AUDIO stream (caller left, bot "
+        "right), encode it to ARCHIVE_DIR/YYYY/MM/DD/<call>.mp3 and record it in PostgreSQL. "
+        "A second run is a no-op; the exit code is 1 when a call failed.",
+    )
+    a.add_argument("--bitrate", default=None, help="MP3 bitrate (default ARCHIVE_BITRATE or 64k)")
+    a.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="encoding processes (default ARCHIVE_WORKERS or 1)",
+    )
+    a.add_argument(
+        "--delete-raw",
+        action="store_true",
+        help="purge a call's audio from the AUDIO stream once its MP3 is verified",
+    )
+    a.add_argument("--since", type=_when, default=None, help="calls started at or after (ISO date)")
+    a.add_argument("--until", type=_when, default=None, help="calls started before (ISO date)")
+    a.add_argument("--call", dest="call_id", default=None, help="only this call id")
+    a.add_argument("--dry-run", action="store_true", help="say what would be done, do nothing")
+    a.add_argument(
+        "--prune",
+        action="store_true",
+        help="also delete MP3s and rows of calls older than the retention age",
+    )
+    a.add_argument(
+        "--retention-days",
+        type=float,
+        default=None,
+        help="retention age for --prune (default ARCHIVE_RETENTION_DAYS or 365)",
+    )
+
+    pg = sub.add_parser(
+        "purge",
+        help="erase every trace of one caller (GDPR): MP3s, rows, stream messages",
+    )
+    pg.add_argument("--caller", required=True, help="the caller's number (any usual format)")
+    pg.add_argument("--dry-run", action="store_true", help="print what would be removed")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             case "cache":
                 return asyncio.run(_cache(args))
+            case "archive" | "purge":
+                return asyncio.run(_archive(args))
             case "trace" | "export" | "replay":
                 return asyncio.run(_recordings(args))
     except KeyboardInterrupt:
@@ -204,6 +255,66 @@ async def _recordings(args: argparse.Namespace) -> int:
     except (ValueError, ExportError, RecordingError, ReplayError) as e:
         print(f"voicebot {args.command}: {e}", file=sys.stderr)
         return 1 if isinstance(e, ExportError) and args.command == "export" else 2
+
+
+def _when(text: str) -> datetime.datetime:
+    """An ISO date or date-time; without a zone, the machine's local time."""
+    try:
+        value = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO date like 2026-11-25 or 2026-11-25T03:00, got {text!r}"
+        ) from None
+    return value if value.tzinfo is not None else value.astimezone()
+
+
+async def _archive(args: argparse.Namespace) -> int:
+    """archive and purge: the archiver's commands (PostgreSQL, the streams, ARCHIVE_DIR)."""
+    from archiver import purge
+    from archiver.config import ArchiverConfig
+    from archiver.connect import Unreachable
+
+    config = ArchiverConfig.from_env()
+    try:
+        if args.command == "purge":
+            return await purge.purge_caller(
+                config.database_url,
+                config.nats_url,
+                args.caller,
+                dry_run=args.dry_run,
+                out=sys.stdout,
+            )
+        return await _run_archive(args, config)
+    except purge.PurgeError as e:
+        print(f"voicebot purge: {e}", file=sys.stderr)
+        return 2
+    except Unreachable as e:
+        print(f"voicebot {args.command}: {e}", file=sys.stderr)
+        return 1
+
+
+async def _run_archive(args: argparse.Namespace, config: Any) -> int:
+    from archiver import archive
+    from archiver.config import parse_bitrate
+
+    if args.workers is not None and args.workers < 1:
+        print("voicebot archive: --workers must be at least 1", file=sys.stderr)
+        return 2
+    options = archive.Options(
+        bitrate=parse_bitrate(args.bitrate, "--bitrate") if args.bitrate else config.bitrate,
+        workers=args.workers or config.workers,
+        delete_raw=args.delete_raw,
+        since=args.since,
+        until=args.until,
+        call_id=args.call_id,
+        dry_run=args.dry_run,
+        prune=args.prune,
+        retention_days=args.retention_days,
+    )
+    if options.call_id is not None and not subjects.is_call_id(options.call_id):
+        print(f"voicebot archive: not a call id: {options.call_id!r}", file=sys.stderr)
+        return 2
+    return await archive.run(config, options)
 
 
 async def _cache(args: argparse.Namespace) -> int:

@@ -1,17 +1,22 @@
 """`voicebot export CALL_ID -o FILE`: one call's events and audio as a self-contained file.
 
-Read from the JetStream streams (CALLS for events, AUDIO for both directions of audio); when
-the CALLS stream no longer holds the call and a database URL is given, the events come from
-the archiver's `call_events` table instead (audio is then absent: it lives on as MP3).
+Read from the JetStream streams (CALLS for events, AUDIO for both directions of audio). Once
+the streams no longer hold the call (aged out, or `voicebot archive --delete-raw`) and a
+database URL is given, it comes from the archive instead: the events from the archiver's
+`call_events` table, the audio from the call's stereo MP3 (caller left, bot right), cut back
+into `audio.in` messages on the call's clock and one `audio.out` utterance per playback the
+edge reported. MP3 audio is lossy but on the same timeline, enough to listen to or to replay.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime
 import json
 import logging
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +27,8 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 
 from events import streams, subjects
+from events.audio import FRAME_BYTES, in_headers, out_headers
+from events.codec import BadMessage
 from voicebot import recording
 from voicebot.recording import Message, Recording
 
@@ -99,9 +106,14 @@ async def read_call(
         if not events:
             raise ExportError(f"no events of call {call_id} in the CALLS stream at {url}")
         sound: list[Message] = []
+        audio_source = None
         if audio:
             for subject in (subjects.audio_in(call_id), subjects.audio_out(call_id)):
                 sound += await read_stream(nc, streams.AUDIO, subject)
+            audio_source = "streams" if sound else None
+            if not sound and database_url is not None:
+                sound = await _audio_from_mp3(database_url, call_id, events)
+                audio_source = "mp3" if sound else None
     finally:
         await nc.close()
     header: dict[str, Any] = {
@@ -117,6 +129,8 @@ async def read_call(
         "last_ts": round(events[-1].ts, 6),
         "setup": setup or {"env": {}, "sql": []},
     }
+    if audio_source is not None:
+        header["audio_source"] = audio_source
     return Recording(header, events + sound)
 
 
@@ -140,8 +154,8 @@ async def _from_archive(database_url: str, call_id: str) -> list[Message]:
     conn = await asyncpg.connect(database_url, timeout=10)
     try:
         rows = await conn.fetch(
-            "SELECT stream_seq, subject, ts, body::text AS body FROM call_events "
-            "WHERE call_id = $1 ORDER BY stream_seq",
+            "SELECT stream_seq, subject, ts, body::text AS body, headers::text AS headers "
+            "FROM call_events WHERE call_id = $1 ORDER BY stream_seq",
             call_id,
             timeout=30,
         )
@@ -153,8 +167,54 @@ async def _from_archive(database_url: str, call_id: str) -> list[Message]:
             r["stream_seq"],
             r["ts"].timestamp(),
             r["subject"],
-            None,
+            json.loads(r["headers"]) if r["headers"] else None,
             json.loads(r["body"]),
         )
         for r in rows
     ]
+
+
+def _decoded(messages: Iterable[Message]) -> Iterator[Any]:
+    for m in messages:
+        try:
+            yield m.event()
+        except BadMessage:
+            continue  # kept as stored; it says nothing about the timeline
+
+
+async def _audio_from_mp3(database_url: str, call_id: str, events: list[Message]) -> list[Message]:
+    """The call's audio cut back out of its archived MP3 (see the module's docstring)."""
+    import asyncpg
+
+    from archiver import mp3, timeline
+
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        row = await conn.fetchrow(
+            "SELECT mp3_path, started_at FROM calls WHERE id = $1", call_id, timeout=30
+        )
+    finally:
+        await conn.close()
+    if row is None or row["mp3_path"] is None:
+        log.warning("[%s] no audio in AUDIO and no archived MP3", call_id)
+        return []
+    try:
+        left, right, _ = await asyncio.to_thread(mp3.decode, Path(row["mp3_path"]))
+    except (OSError, mp3.Mp3Error) as e:
+        raise ExportError(f"the archived MP3 of {call_id} cannot be read: {e}") from e
+    t0 = row["started_at"].timestamp()
+    out: list[Message] = []
+    for i, (t, pcm) in enumerate(timeline.split_caller(left)):
+        headers = in_headers(i, t0 + t, t)
+        out.append(Message(streams.AUDIO, 0, t0 + t, subjects.audio_in(call_id), headers, data=pcm))
+    played = timeline.played(_decoded(m for m in events if ".playback" in m.subject))
+    step = FRAME_BYTES * 10  # 200 ms messages, the contract's largest
+    for utterance, pcm in timeline.split_bot(right, played, t0):
+        parts = range(0, len(pcm), step)
+        for seq, at in enumerate(parts):
+            headers = out_headers(utterance, seq, at + step >= len(pcm))
+            chunk = pcm[at : at + step]
+            out.append(
+                Message(streams.AUDIO, 0, t0, subjects.audio_out(call_id), headers, data=chunk)
+            )
+    return out

@@ -23,13 +23,14 @@ from typing import Final
 
 log = logging.getLogger("voicebot.processes")
 
-WORKERS: Final = ("tts_worker", "stt_worker", "brain")
+WORKERS: Final = ("tts_worker", "stt_worker", "brain", "archiver")
 # Each service's metrics port variable and default; instance i serves on default + 10 * i.
 METRICS_PORTS: Final = {
     "edge": ("METRICS_PORT", 9091),
     "stt_worker": ("STT_METRICS_PORT", 9092),
     "brain": ("BRAIN_METRICS_PORT", 9093),
     "tts_worker": ("TTS_METRICS_PORT", 9094),
+    "archiver": ("ARCHIVER_METRICS_PORT", 9096),
 }
 INSTANCE_PORT_STEP: Final = 10
 READY_TIMEOUT_S: Final = 90.0  # the STT worker joins and loads its model on a first start

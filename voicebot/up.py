@@ -1,9 +1,10 @@
 """`voicebot up`: the whole system on one machine, in its production shape.
 
 Starts its own nats-server and PostgreSQL under `var/` when NATS_URL / DATABASE_URL are unset,
-then every service as its own process (`python -m <service>`, several instances of a worker
-with `--scale brain=2,...`): the edge last, once the workers are ready. A process that exits is
-restarted (a worker's calls were taken over meanwhile). Ctrl-C stops the edge first (calls get
+then every service as its own process (`python -m <service>`: TTS, STT, brain, archiver and
+edge; several instances of a worker with `--scale brain=2,...`): the edge last, once the
+workers are ready. A process that exits is restarted (a worker's calls were taken over
+meanwhile). Ctrl-C stops the edge first (calls get
 their goodbye), then the workers, then the servers it started.
 """
 
@@ -235,11 +236,13 @@ def _check_ports(edge_cfg: Any, scale: dict[str, int]) -> None:
 
 def _validate_configs() -> tuple[Any, Any, Any, Any]:
     """Every service's settings, checked here so a mistake is named before anything starts."""
+    from archiver.config import ArchiverConfig
     from brain.config import BrainConfig
     from edge.config import EdgeConfig
     from stt_worker.config import SttConfig
     from tts_worker.config import TtsConfig
 
+    ArchiverConfig.from_env()
     return EdgeConfig.from_env(), SttConfig.from_env(), BrainConfig.from_env(), TtsConfig.from_env()
 
 
