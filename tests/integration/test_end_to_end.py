@@ -7,9 +7,11 @@ deterministic; everything else is the offline default: rule-based NLU, espeak-ng
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -29,6 +31,23 @@ SAMPLE_LINES = [s.arg for s in parse_script(SAMPLE_DIALOG)]
 
 def espeak(text: str) -> bytes:
     return synthesize_8k(text, "fr", 170)
+
+
+async def projected_call(database_url: str, call_id: str, within_s: float = 5.0) -> Any:
+    """The call's row once the archiver has projected its end."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        deadline = time.monotonic() + within_s
+        while True:
+            row = await conn.fetchrow(
+                "SELECT outcome, customer_id, ended_at FROM calls WHERE id = $1", call_id
+            )
+            if row is not None and row["ended_at"] is not None:
+                return row
+            assert time.monotonic() < deadline, f"call {call_id} not projected in {within_s} s"
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
 
 
 async def test_sample_dialog_end_to_end(
@@ -52,6 +71,7 @@ async def test_sample_dialog_end_to_end(
         result = await caller.run()
         elapsed = time.monotonic() - t0
         history = await bus.history(subjects.all_of(result.call_id))
+        row = await projected_call(database_url, result.call_id)
     assert result.hung_up_by == "bot", out.getvalue()
     assert result.errors == [], out.getvalue()
     assert dg.heard == SAMPLE_LINES
@@ -67,12 +87,6 @@ async def test_sample_dialog_end_to_end(
     decisions = [e for e in events if isinstance(e, schemas.Decision)]
     assert decisions[-1].snapshot["outcome"] == "solved"
     assert (tmp_path / "bot.wav").stat().st_size > 44
-    conn = await asyncpg.connect(database_url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT outcome, customer_id FROM calls WHERE id = $1", result.call_id
-        )
-    finally:
-        await conn.close()
+    # The archiver's projection: the call's row, ended, with the dialog's outcome and customer.
     assert row["outcome"] == "solved" and row["customer_id"] is not None
     assert all(codec.tag_of(e) for e in events)
