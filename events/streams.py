@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from nats.js import JetStreamContext, api
 from nats.errors import NoRespondersError
+from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from events import env
@@ -115,37 +115,54 @@ CLAIMS: Final = {
 
 
 async def ensure_streams(
-    js: JetStreamContext, retention: Retention | None = None, *, wait_s: float = 60.0
+    js: JetStreamContext,
+    retention: Retention | None = None,
+    *,
+    wait_s: float = 60.0,
+    manage: bool = True,
 ) -> None:
-    """Create or update the streams; safe to call from every process at every start.
+    """Create or update the streams and the claim consumers; safe to call at every start.
+
+    `manage=False` is how a service checks them at start-up: it creates what is missing (a
+    development server with no users) but never changes an existing stream, which nats.conf
+    allows only the admin user (`voicebot streams`, `voicebot up`): a compromised service must
+    not be able to shorten the retention of the calls' history.
 
     A cluster that just started answers JetStream requests only once it elected a leader
-    (seconds): transient failures are retried for `wait_s`."""
+    (seconds), and a service may start before the admin created the streams: transient
+    failures are retried for `wait_s`."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            await _ensure_streams(js, retention or Retention.from_env())
+            await _ensure_streams(js, retention or Retention.from_env(), manage=manage)
             return
         except (TimeoutError, ServiceUnavailableError, NoRespondersError) as e:
             if time.monotonic() > deadline:
                 raise
-            log.info("JetStream not ready yet (%r): retrying", e)
+            log.info("JetStream streams not ready yet (%r): retrying", e)
             await asyncio.sleep(0.5)
 
 
-async def _ensure_streams(js: JetStreamContext, retention: Retention) -> None:
+async def _ensure_streams(js: JetStreamContext, retention: Retention, *, manage: bool) -> None:
     for cfg in stream_configs(retention):
         try:
             await js.stream_info(cfg.name or "")
         except NotFoundError:
             await js.add_stream(cfg)
             continue
-        # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
-        # byte-limited stream with "insufficient storage", counting its reservation twice).
-        await js.update_stream(cfg)
+        if manage:
+            # Exists: update rather than add again (nats-server 2.15 answers a repeated add of
+            # a byte-limited stream with "insufficient storage", counting its reservation twice).
+            await js.update_stream(cfg)
     # Claim consumers exist before the first call, so no `started` is missed by a late worker.
     for claim in CLAIMS.values():
-        await ensure_claims(js, claim)
+        if manage:
+            await ensure_claims(js, claim)
+            continue
+        try:
+            await js.consumer_info(CALLS, claim.durable)
+        except NotFoundError:
+            await ensure_claims(js, claim)
     log.debug("streams ready: %s, %s", CALLS, AUDIO)
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from events import env
+from events.auth import Login
 from events.runtime import install_uvloop, setup_logging
 
 
@@ -107,6 +108,11 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--host", default="127.0.0.1", help="full mode: AudioSocket host")
     r.add_argument("--port", type=int, default=None, help="full mode: default AUDIOSOCKET_PORT")
 
+    sub.add_parser(
+        "streams",
+        help="create or update the JetStream streams and claim consumers (as NATS user admin)",
+    )
+
     c = sub.add_parser("cache", help="pre-generate the phrase cache (assets/cache)")
     c.add_argument("--cache-dir", type=Path, default=None)
     c.add_argument("--force", action="store_true", help="regenerate every phrase")
@@ -145,8 +151,18 @@ def main(argv: list[str] | None = None) -> int:
                 from voicebot.sub import subscribe
 
                 url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
-                asyncio.run(subscribe(url, args.subject, count=args.count, audio=not args.no_audio))
+                asyncio.run(
+                    subscribe(
+                        url,
+                        args.subject,
+                        count=args.count,
+                        audio=not args.no_audio,
+                        login=Login.from_env("tracer"),
+                    )
+                )
                 return 0
+            case "streams":
+                return asyncio.run(_streams())
             case "nlu":
                 from brain.nlu import understand
 
@@ -178,10 +194,13 @@ async def _recordings(args: argparse.Namespace) -> int:
     from voicebot.trace import trace
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
+    reader = Login.from_env("tracer")  # trace and export only read
     try:
         match args.command:
             case "trace":
-                return await trace(url, args.call_id, json_out=args.json_out, count=args.count)
+                return await trace(
+                    url, args.call_id, json_out=args.json_out, count=args.count, login=reader
+                )
             case "export":
                 path = await export_call(
                     url,
@@ -189,6 +208,7 @@ async def _recordings(args: argparse.Namespace) -> int:
                     args.output or Path(f"{args.call_id}.jsonl.gz"),
                     database_url=env.get_opt("DATABASE_URL"),
                     audio=not args.no_audio,
+                    login=reader,
                 )
                 print(path)
                 return 0
@@ -200,10 +220,33 @@ async def _recordings(args: argparse.Namespace) -> int:
                     mode=args.mode,
                     speed=args.speed,
                     audiosocket=(args.host, port) if args.mode == "full" else None,
+                    login=Login.from_env("admin"),  # it publishes as the edge and STT would
                 )
     except (ValueError, ExportError, RecordingError, ReplayError) as e:
         print(f"voicebot {args.command}: {e}", file=sys.stderr)
         return 1 if isinstance(e, ExportError) and args.command == "export" else 2
+
+
+async def _streams() -> int:
+    """What production runs once before the services (a compose one-shot, a systemd unit):
+    the services themselves may not create or change streams (nats-auth.conf)."""
+    from events.bus import Bus
+    from events.streams import CALLS_SUBJECTS, Retention, ensure_streams
+
+    url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
+    retention = Retention.from_env()
+    bus = await Bus.connect(url, "streams", login=Login.from_env("admin"), connect_timeout=10)
+    try:
+        await ensure_streams(bus.js, retention)
+    finally:
+        await bus.close()
+    print(
+        f"streams ready on {url}: CALLS ({len(CALLS_SUBJECTS)} subjects, "
+        f"{retention.calls_days:g} days), AUDIO ({retention.audio_days:g} days, "
+        f"{retention.audio_max_bytes // 1024**2} MiB), replicas {retention.replicas}; "
+        "claim consumers of stt_worker, brain, tts_worker"
+    )
+    return 0
 
 
 async def _cache(args: argparse.Namespace) -> int:
@@ -304,7 +347,7 @@ async def _trace(call_id: str) -> None:
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
     try:
-        bus = await Bus.connect(url, "call", connect_timeout=2)
+        bus = await Bus.connect(url, "call", login=Login.from_env("tracer"), connect_timeout=2)
     except Exception:
         print(f"(no NATS at {url}: only audio is shown)")
         return
