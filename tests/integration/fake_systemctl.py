@@ -13,6 +13,7 @@ to $FAKE_SYSTEMCTL_LOG.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -116,18 +117,18 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 def stop() -> None:
+    """SIGTERM each service, then SIGKILL whatever is left of its process group (its pool
+    processes), as systemd's KillMode=control-group does."""
     state = json.loads(STATE.read_text()) if STATE.exists() else {}
     for pid in reversed(list(state.values())):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
         for _ in range(150):
             if not Path(f"/proc/{pid}").exists() or _zombie(pid):
                 break
             time.sleep(0.1)
-        else:
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)  # started with start_new_session: pgid == pid
     STATE.unlink(missing_ok=True)
 
 
