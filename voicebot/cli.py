@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         env.load_dotenv()
+        # The NATS passwords `voicebot up` generated (when .env has none): `voicebot call`,
+        # `trace`, `sub` in a second terminal log in with them.
+        with contextlib.suppress(PermissionError):  # another user's `voicebot up`
+            env.load_dotenv(Path(env.get_str("VOICEBOT_DATA_DIR", "var")) / "secrets.env")
     except env.ConfigError as e:
         print(f"voicebot: {e}", file=sys.stderr)
         return 2

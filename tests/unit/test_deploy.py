@@ -145,3 +145,23 @@ def test_docker_compose_config_passes(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("conf", ["nats.conf", "nats-cluster.conf"])
+def test_nats_configurations_are_valid(conf: str) -> None:
+    """nats-server itself checks them (-t), with every user's password in its environment, and
+    refuses them when one is missing."""
+    from voicebot.servers import nats_server_binary
+
+    passwords = {f"NATS_{u.upper()}_PASSWORD": "x" for u in LOGINS.values()}
+    passwords["NATS_ROUTE_PASSWORD"] = "x"
+    check = [nats_server_binary(), "-t", "-c", str(ROOT / conf)]
+    ok = subprocess.run(
+        check, env=passwords, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert ok.returncode == 0, ok.stderr
+    del passwords["NATS_EDGE_PASSWORD"]
+    missing = subprocess.run(
+        check, env=passwords, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert missing.returncode != 0 and "NATS_EDGE_PASSWORD" in missing.stderr
