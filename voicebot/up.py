@@ -140,7 +140,18 @@ async def _start_nats(stack: Stack, *, nats_cluster: bool) -> None:
 
 async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
     stack = Stack(data_dir=data_dir)
-    await _start_nats(stack, nats_cluster=nats_cluster)
+    try:
+        await _start_nats(stack, nats_cluster=nats_cluster)
+        await _start_postgres(stack)
+    except BaseException:
+        # Nothing of a failed start stays behind (a NATS started before PostgreSQL failed).
+        await asyncio.to_thread(stop_servers, stack)
+        raise
+    return stack
+
+
+async def _start_postgres(stack: Stack) -> None:
+    data_dir = stack.data_dir
     database_url = env.get_opt("DATABASE_URL")
     if database_url:
         stack.database_url = database_url
@@ -177,7 +188,6 @@ async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
     from brain.store import apply_schema
 
     await apply_schema(stack.database_url)
-    return stack
 
 
 async def _pg_usable(url: str) -> bool:
