@@ -104,7 +104,9 @@ need_root() {
 }
 
 # --- secrets --------------------------------------------------------------------------------
-generate() { head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32; }
+# Letters and digits, a letter first: nats-server parses a password taken from its environment
+# as a configuration value ("5x..." is a bad number, "#" starts a comment).
+generate() { printf 'v%s' "$(head -c 48 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 31)"; }
 
 env_value() {  # the value of KEY in the existing .env, if any
   [ -f "$ENV_FILE" ] || return 0

@@ -46,6 +46,13 @@ def environment_for(service: str, environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k not in SECRET_VARIABLES or k in mine}
 
 
+def nats_password() -> str:
+    """A password nats-server can take from its environment: it parses the variable's value
+    as a configuration value, so `5x...` fails ("expected a digit") and `#` starts a comment.
+    Letters and digits, a letter first."""
+    return "n" + secrets.token_hex(20)
+
+
 def ensure_nats_passwords(path: Path) -> bool:
     """Give every NATS user of nats-auth.conf a password in os.environ: from the environment
     (.env) when set, else from `path` (generated once, mode 600, never printed). Returns
@@ -58,12 +65,13 @@ def ensure_nats_passwords(path: Path) -> bool:
                 stored[key] = value
     missing = [v for v in PASSWORD_VARIABLES if not os.environ.get(v) and v not in stored]
     if missing:
-        stored.update({v: secrets.token_urlsafe(24) for v in missing})
+        stored.update({v: nats_password() for v in missing})
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.write("# NATS passwords of `voicebot up` (generated; .env wins when it sets one)\n")
             out.writelines(f"{k}={v}\n" for k, v in sorted(stored.items()))
         os.chmod(path, 0o600)
     for key, value in stored.items():
-        os.environ.setdefault(key, value)
+        if not os.environ.get(key):  # set and non-empty in the environment (.env) wins
+            os.environ[key] = value
     return bool(missing)

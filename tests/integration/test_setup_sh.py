@@ -225,7 +225,8 @@ def test_setup_for_real_in_a_throwaway_root(tmp_path: Path, postgres_url: str) -
         assert written["ALLOWED_PEERS"] == "127.0.0.1" and written["API_TOKEN"]
         assert written["DEEPGRAM_API_KEY"] == SECRETS["DEEPGRAM_API_KEY"]
         assert all(written[k] == v for k, v in ports.items())  # the operator's settings kept
-        assert len(written["NATS_STT_PASSWORD"]) >= 24
+        assert len(written["NATS_STT_PASSWORD"]) >= 24 and written["NATS_STT_PASSWORD"].isalnum()
+        assert written["NATS_STT_PASSWORD"][0].isalpha()  # nats-server parses it
         _check_installation(tmp_path, env, ports)
 
         # Idempotent: a second run keeps every secret and changes nothing that runs.

@@ -161,3 +161,11 @@ def test_a_stalled_loop_is_unhealthy() -> None:
     health._beat = time.monotonic() - runtime.STALL_S - 1
     ok, body = health.report()
     assert not ok and body["problems"][0].startswith("event loop stalled")
+
+
+def test_generated_nats_passwords_are_valid_nats_configuration_values() -> None:
+    from voicebot.secrets import nats_password
+
+    for _ in range(200):
+        password = nats_password()
+        assert password[0].isalpha() and password.isalnum() and len(password) >= 32
