@@ -160,7 +160,10 @@ async def run(config: ArchiverConfig, options: Options, out: TextIO = sys.stdout
 
 
 async def archive(config: ArchiverConfig, options: Options, out: TextIO = sys.stdout) -> Report:
-    async with connections(config.database_url, config.nats_url, "archive") as (conn, bus):
+    async with connections(config.database_url, config.nats_url, "archive", config.nats_login) as (
+        conn,
+        bus,
+    ):
         return await Run(config, options, conn, bus, out).all()
 
 

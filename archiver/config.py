@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from events import env
+from events.auth import Login
 from events.env import ConfigError
 from events.streams import DAY_S, Retention
 
@@ -46,6 +47,7 @@ class ArchiverConfig:
     # Retention
     retention_days: float  # MP3s and rows older than this are deleted by --prune
     streams: Retention
+    nats_login: Login = field(default_factory=Login)  # user `archiver` in nats-auth.conf
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ArchiverConfig:
@@ -67,6 +69,7 @@ class ArchiverConfig:
             stale_after_s=env.get_float("ARCHIVE_STALE_AFTER_S", 3600.0, environ, minimum=60.0),
             retention_days=retention_days,
             streams=Retention.from_env(environ),
+            nats_login=Login.from_env("archiver", environ),
         )
 
     @property

@@ -12,6 +12,7 @@ import asyncpg
 import nats
 import nats.errors
 
+from events.auth import Login
 from events.bus import Bus
 
 TIMEOUT_S = 30.0
@@ -34,7 +35,7 @@ def redact(url: str) -> str:
 
 @asynccontextmanager
 async def connections(
-    database_url: str, nats_url: str, service: str
+    database_url: str, nats_url: str, service: str, login: Login
 ) -> AsyncIterator[tuple[asyncpg.Connection, Bus]]:
     try:
         conn = await asyncpg.connect(database_url, timeout=10, command_timeout=TIMEOUT_S)
@@ -50,6 +51,7 @@ async def connections(
                 max_reconnect_attempts=3,
                 reconnect_time_wait=0.5,
                 error_cb=_quiet,  # the one error worth saying is raised below
+                **login.connect_options(nats_url),
             )
         except (OSError, TimeoutError, nats.errors.Error) as e:
             raise Unreachable(f"cannot reach NATS at {redact(nats_url)}: {e}") from e

@@ -51,9 +51,9 @@ class Projector:
     # --- life cycle ------------------------------------------------------------------
 
     async def start(self) -> None:
-        # The archiver owns the streams' limits: it applies the configured ones (the other
-        # services keep whatever is set), then its durable consumer.
-        await ensure_streams(self.bus.js, self.config.streams)
+        # Like every service: the streams must exist (the admin applies their limits), then
+        # its own durable consumer.
+        await ensure_streams(self.bus.js, manage=False)
         await ensure_durable(self.bus.js, self.consumer)
         self._task = asyncio.create_task(self.run(), name="archiver-projector")
 

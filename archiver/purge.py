@@ -18,6 +18,7 @@ from nats.js import JetStreamContext
 
 from archiver import raw
 from archiver.connect import connections
+from events.auth import Login
 from events.streams import ARCHIVER, AUDIO, CALLS
 
 TIMEOUT_S = 30.0
@@ -145,7 +146,11 @@ async def purge_caller(
 ) -> int:
     """`voicebot purge --caller NUMBER`: erase every call of that number; prints what it did."""
     wanted = national(number)
-    async with connections(database_url, nats_url, "purge") as (conn, bus):
+    # Erasure purges the caller's events from CALLS too: only the admin user may (nats.conf).
+    async with connections(database_url, nats_url, "purge", Login.from_env("admin")) as (
+        conn,
+        bus,
+    ):
         behind = await unprojected(bus.js)
         if behind > 0:
             print(

@@ -27,7 +27,14 @@ import msgspec
 
 from brain import dialog as d
 from brain.config import BrainConfig
-from brain.metrics import DECISIONS, NLU_FALLBACKS, NLU_SECONDS
+from brain.metrics import (
+    ANSWER_SECONDS,
+    DB_ERRORS,
+    DECISIONS,
+    HOLDS,
+    NLU_FALLBACKS,
+    NLU_SECONDS,
+)
 from brain.nlu import Nlu, understand
 from brain.phone import caller_id
 from brain.solutions import Catalog
@@ -316,6 +323,7 @@ class CallBrain:
             return understand(text, expecting), "llm_fallback", None, None
 
     async def _say_hold(self) -> None:
+        HOLDS.inc()
         self.hold_seq += 1
         uid = f"hold-{self.snapshot.turn}-{self.hold_seq}"
         say = schemas.Say(
@@ -362,6 +370,7 @@ class CallBrain:
         latency = p.latency
         if latency is not None and said_at is not None and "final_ts" in p.extra:
             since_final = (said_at - p.extra["final_ts"]) * 1000
+            ANSWER_SECONDS.observe(max(0.0, since_final / 1000))
             latency = msgspec.structs.replace(
                 latency, say_ms=round((latency.transcript_ms or 0) + since_final, 1)
             )
@@ -506,5 +515,6 @@ async def _quiet(coro: Any, call_id: str, timeout_s: float) -> Any:
         async with asyncio.timeout(timeout_s):
             return await coro
     except Exception as e:
+        DB_ERRORS.labels(type(e).__name__).inc()
         log.warning("[%s] database call failed: %r", call_id, e)
         return None

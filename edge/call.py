@@ -25,6 +25,7 @@ from edge.framing import HANGUP_MESSAGE, SAMPLE_RATES, SLIN_HEADER_320, Kind, Me
 from edge.playout import Notice, Playout
 from edge.resample import ToPipelineRate
 from edge.silence_guard import GuardPolicy, SilenceGuard
+from edge.turn_clock import After, TurnClock
 from edge.vad import EnergyVad
 from events import audio, codec, schemas, subjects
 from events.fence import Fence
@@ -102,6 +103,10 @@ class Call:
             self._t0,
         )
         self._unavailable_outcome = cfg.unavailable_outcome
+        self.turns = TurnClock()  # what the caller waited: metrics only
+        self.turns.owe(self._t0, "start")
+        # utterance -> when its first audio came (None once it started playing)
+        self._first_audio: dict[str, float | None] = {}
         self._local_seq = 0
         self._batch_bytes = cfg.audio_in_batch_ms * audio.FRAME_BYTES // audio.FRAME_MS
         self._batch = bytearray()
@@ -224,7 +229,10 @@ class Call:
                 if self._bargein_vad:
                     self._barge_in()
             case "offset":
-                self.guard.caller_stopped(self._loop.time())
+                now = self._loop.time()
+                self.guard.caller_stopped(now)
+                # The VAD says so after its hang-over of quiet: the line ended that long ago.
+                self._owe_if(now, now - self._hangover_s, "speech")
 
     def _flush_batch(self) -> None:
         if not self._batch:
@@ -258,7 +266,9 @@ class Call:
             raise CallFailed("bad_dtmf", f"DTMF payload {payload!r} is not a DTMF digit")
         self._dtmf_seq += 1
         log.info("[%s] DTMF digit received", self.id)
-        self.guard.caller_stopped(self._loop.time())
+        now = self._loop.time()
+        self.guard.caller_stopped(now)
+        self._owe_if(now, now, "dtmf")
         self._event(
             "dtmf",
             schemas.Dtmf(call_id=self.id, ts=time.time(), digit=digit, seq=self._dtmf_seq),
@@ -275,6 +285,7 @@ class Call:
             return
         if not out.utterance_id.startswith(LOCAL):
             self._stop_local_phrases()  # the real answer is here: no more "un instant"
+            self._first_audio.setdefault(out.utterance_id, self._loop.time())
         offered = len(out.pcm) // audio.FRAME_BYTES
         overflow, late = self.playout.overflow_frames, self.playout.late_frames
         self.playout.push(out.utterance_id, out.pcm, last=out.last, interruptible=out.interruptible)
@@ -297,6 +308,8 @@ class Call:
             return
         says = any(a.startswith("say") for a in decision.actions)
         self.guard.decided(decision.trigger, says)
+        if not self.guard.owed:
+            self.turns.nothing_owed()
 
     def on_control(self, control: schemas.Control) -> None:
         if self.finished or not self._current("brain", control.epoch, codec.tag_of(control)):
@@ -408,6 +421,7 @@ class Call:
             # of the line too, not only quiet audio.
             self._vad.reset()
             self.guard.caller_stopped(now)
+            self._owe_if(now, self._last_audio_at, "speech")
         if self._closing is None:
             self._guard(now)
         underruns = self.playout.underruns
@@ -439,6 +453,7 @@ class Call:
                         self.guard.local_started()
                     else:
                         self.guard.pipeline_started()
+                    self._observe_start(n.utterance_id, local, loop_now)
                     event = schemas.PlaybackStarted(
                         call_id=self.id, ts=now, utterance_id=n.utterance_id, origin=origin
                     )
@@ -464,6 +479,28 @@ class Call:
                     )
             msg_id = f"{self.id}:playback:{n.utterance_id}:{n.state}"
             self.events.put(subjects.playback(self.id), event, msg_id)
+
+    def _owe_if(self, now: float, since: float, after: After) -> None:
+        """The guard now owes the caller an answer (it does not when the caller only talked
+        over the bot): start the turn's clock at the end of the line."""
+        if self.guard.owed_since == now:
+            self.turns.owe(since, after)
+
+    def _observe_start(self, utterance_id: str, local: bool, now: float) -> None:
+        if local:
+            dead_air = self.turns.local_sound(now)
+            if dead_air is not None:
+                metrics.DEAD_AIR.observe(dead_air)
+            return
+        first = self._first_audio.get(utterance_id)
+        self._first_audio[utterance_id] = None
+        if first is not None:
+            metrics.PLAYOUT_DELAY.observe(now - first)
+        answered = self.turns.answer_started(now)
+        if answered is not None:
+            metrics.TURN_LATENCY.labels(answered.after).observe(answered.latency_s)
+            if answered.dead_air_s is not None:
+                metrics.DEAD_AIR.observe(answered.dead_air_s)
 
     def _playback_ended(self, local: bool, now: float) -> None:
         if local:

@@ -6,10 +6,11 @@ import ipaddress
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from events import env as envlib
+from events.auth import Login
 from events.env import ConfigError
 
 
@@ -21,9 +22,10 @@ class EdgeConfig:
     http_port: int = 8080
     metrics_port: int = 9091
     nats_url: str = "nats://127.0.0.1:4222"
+    nats_login: Login = field(default_factory=Login)  # user `edge` in nats-auth.conf
     max_concurrent_calls: int = 20
     allowed_peers: tuple[str, ...] = ()  # empty: every peer may connect
-    api_token: str | None = None  # Bearer token for PUT /calls/{uuid}/caller
+    api_token: str | None = field(default=None, repr=False)  # Bearer for PUT /calls/{uuid}/caller
     cache_dir: Path = Path("assets/cache")
     edge_id: str = ""
     audio_in_batch_ms: int = 20  # caller audio per audio.in message
@@ -79,6 +81,21 @@ class EdgeConfig:
         """Allowed peers in canonical form (so '::ffff:10.0.0.1' matches '10.0.0.1')."""
         return frozenset(canonical_ip(p) for p in self.allowed_peers)
 
+    @property
+    def write_access(self) -> str:
+        """Who may register a caller through the HTTP API, for the start-up banner."""
+        checks = []
+        if self.allowed_peers:
+            checks.append(f"peers in ALLOWED_PEERS ({', '.join(self.allowed_peers)})")
+        if self.api_token is not None:
+            checks.append("a request with the Bearer token API_TOKEN")
+        if checks:
+            return " and ".join(checks)
+        return (
+            "loopback clients only: neither API_TOKEN nor ALLOWED_PEERS is set, and anyone "
+            "who can reach the port could otherwise make the bot believe a caller is any customer"
+        )
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> EdgeConfig:
         e = env
@@ -89,6 +106,7 @@ class EdgeConfig:
             http_port=envlib.get_int("HTTP_PORT", 8080, e, minimum=0),
             metrics_port=envlib.get_int("METRICS_PORT", 9091, e, minimum=0),
             nats_url=envlib.get_str("NATS_URL", "nats://127.0.0.1:4222", e),
+            nats_login=Login.from_env("edge", e),
             max_concurrent_calls=envlib.get_int("MAX_CONCURRENT_CALLS", 20, e, minimum=1),
             allowed_peers=envlib.get_list("ALLOWED_PEERS", e),
             api_token=envlib.get_opt("API_TOKEN", e),

@@ -55,3 +55,22 @@ LOCAL_PHRASES: Final = Counter(
 ALIVE_BEATS: Final = Counter(
     "voicebot_edge_alive_beats_total", "Liveness beats naming this edge's calls"
 )
+TURN_LATENCY: Final = Histogram(
+    "voicebot_edge_turn_latency_seconds",
+    "End of the caller's line (or the call's start, or a key press) to the first frame of the "
+    "bot's answer played",
+    ["after"],  # start | speech | dtmf
+    buckets=(0.1, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0),
+)
+DEAD_AIR: Final = Histogram(
+    "voicebot_edge_dead_air_seconds",
+    "Silence the caller heard while the bot owed an answer, to the first sound (the answer or "
+    "the edge's hold phrase)",
+    buckets=(0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0),
+)
+PLAYOUT_DELAY: Final = Histogram(
+    "voicebot_edge_playout_delay_seconds",
+    "First bot audio of an utterance received to its first frame written (jitter buffer, "
+    "speech queued before it)",
+    buckets=(0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0),
+)

@@ -23,9 +23,10 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import BadRequestError, NotFoundError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from events import codec, streams, subjects
+from events.auth import Login
 from events.outbox import Outbox
 from events.tail import ALL, Start, StreamTail
 
@@ -38,6 +39,18 @@ BAD_MESSAGES: Final = Counter(
 )
 PUBLISHED: Final = Counter(
     "voicebot_events_published_total", "Control-plane events published", ["service", "kind"]
+)
+
+NATS_CONNECTED: Final = Gauge(
+    "voicebot_nats_connected", "1 while this process is connected to NATS", ["service"]
+)
+NATS_RECONNECTS: Final = Counter(
+    "voicebot_nats_reconnects_total", "Times this process got its NATS connection back", ["service"]
+)
+NATS_ERRORS: Final = Counter(
+    "voicebot_nats_errors_total",
+    "Errors the NATS server reported (a permissions violation among them)",
+    ["service"],
 )
 
 PUBLISH_TIMEOUT_S: Final = 5.0
@@ -63,23 +76,40 @@ class Bus:
         self._reconnect_listeners: list[Callable[[], None]] = []
 
     @classmethod
-    async def connect(cls, url: str, service: str, *, connect_timeout: float = 5.0) -> Bus:
-        """Connect to NATS at `url` (several servers of a cluster: comma-separated)."""
+    async def connect(
+        cls,
+        url: str,
+        service: str,
+        *,
+        login: Login | None = None,
+        connect_timeout: float = 5.0,
+    ) -> Bus:
+        """Connect to NATS at `url` (several servers of a cluster: comma-separated) as the
+        user of `login` (nats.conf: one user per service), or anonymously."""
         bus: Bus | None = None
+        connected = NATS_CONNECTED.labels(service)
 
         async def on_disconnect() -> None:
+            connected.set(0)
             # A disconnect while we drain or close is expected, not news.
             if not nc.is_closed and not nc.is_draining:
                 log.warning("%s: disconnected from NATS, reconnecting", service)
 
         async def on_reconnect() -> None:
+            connected.set(1)
+            NATS_RECONNECTS.labels(service).inc()
             log.info("%s: reconnected to NATS", service)
             if bus is not None:
                 for listener in list(bus._reconnect_listeners):
                     listener()
 
         async def on_error(e: Exception) -> None:
+            # A permissions violation lands here (the request itself then times out): the
+            # subject it names is what this service's user in nats.conf may not do.
+            NATS_ERRORS.labels(service).inc()
             log.warning("%s: NATS error: %s", service, e)
+
+        credentials = login.connect_options(url) if login is not None else {}
 
         servers = [u.strip() for u in url.split(",") if u.strip()]
         nc = await nats.connect(
@@ -94,7 +124,9 @@ class Bus:
             error_cb=on_error,
             pending_size=64 * 1024 * 1024,
             drain_timeout=2,  # a tail being torn down must not hold shutdown
+            **credentials,
         )
+        connected.set(1)
         bus = cls(nc, service)
         return bus
 

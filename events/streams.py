@@ -37,9 +37,10 @@ PERSIST_MODE_IS_FIXED: Final = 10052  # nats-server: "can not change persist mod
 
 @dataclass(frozen=True, kw_only=True)
 class Retention:
-    """How long the streams keep messages. The archiver owns these limits (its config reads
-    them); every other process creates a missing stream with the defaults and leaves the
-    limits of an existing one alone, so a service starting up never undoes a configured value.
+    """How long the streams keep messages, read from the environment (CALLS_RETENTION_DAYS,
+    AUDIO_RETENTION_DAYS, AUDIO_MAX_GB, STREAM_REPLICAS). They are applied by whoever manages
+    the streams (the admin: `voicebot streams`, `voicebot up`); a service starting up only
+    creates what is missing and never changes an existing stream.
 
     CALLS must outlive the archiver's downtime (its projection catches up from the stream) and
     AUDIO must outlive the gap between two `voicebot archive` runs: a week of audio at the
@@ -133,35 +134,45 @@ CLAIMS: Final = {
 
 
 async def ensure_streams(
-    js: JetStreamContext, retention: Retention | None = None, *, wait_s: float = 60.0
+    js: JetStreamContext,
+    retention: Retention | None = None,
+    *,
+    wait_s: float = 60.0,
+    manage: bool = True,
 ) -> None:
-    """Create or update the streams; safe to call from every process at every start.
+    """Create or update the streams and the claim consumers; safe to call at every start.
 
-    `retention` None keeps the limits of existing streams (only the archiver passes its
-    configured ones); a missing stream is created with the environment's. A cluster that just
-    started answers JetStream requests only once it elected a leader (seconds): transient
+    `manage=False` is how a service checks them at start-up: it creates what is missing (a
+    development server with no users) but never changes an existing stream, which nats.conf
+    allows only the admin user (`voicebot streams`, `voicebot up`): a compromised service must
+    not be able to shorten the retention of the calls' history.
+
+    The limits (retention, replicas) are the environment's (`Retention.from_env`: the same
+    variables everywhere). A cluster that just started answers JetStream requests only once it
+    elected a leader (seconds), and a service may start before the admin created the streams:
+    transient
     failures are retried for `wait_s`."""
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            await _ensure_streams(js, retention)
+            await _ensure_streams(js, retention or Retention.from_env(), manage=manage)
             return
         except (TimeoutError, ServiceUnavailableError, NoRespondersError) as e:
             if time.monotonic() > deadline:
                 raise
-            log.info("JetStream not ready yet (%r): retrying", e)
+            log.info("JetStream streams not ready yet (%r): retrying", e)
             await asyncio.sleep(0.5)
 
 
-async def _ensure_streams(js: JetStreamContext, retention: Retention | None) -> None:
-    for cfg in stream_configs(retention or Retention.from_env()):
+async def _ensure_streams(js: JetStreamContext, retention: Retention, *, manage: bool) -> None:
+    for cfg in stream_configs(retention):
         try:
             info = await js.stream_info(cfg.name or "")
         except NotFoundError:
             await js.add_stream(cfg)
             continue
-        if retention is None:
-            cfg.max_age, cfg.max_bytes = info.config.max_age, info.config.max_bytes
+        if not manage:
+            continue
         # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
         # byte-limited stream with "insufficient storage", counting its reservation twice).
         try:
@@ -181,7 +192,13 @@ async def _ensure_streams(js: JetStreamContext, retention: Retention | None) -> 
     # Claim consumers exist before the first call, so no `started` is missed by a late worker.
     # (The archiver creates its own durable: it reads from the first message, whenever created.)
     for claim in CLAIMS.values():
-        await ensure_claims(js, claim)
+        if manage:
+            await ensure_claims(js, claim)
+            continue
+        try:
+            await js.consumer_info(CALLS, claim.durable)
+        except NotFoundError:
+            await ensure_claims(js, claim)
     log.debug("streams ready: %s, %s", CALLS, AUDIO)
 
 

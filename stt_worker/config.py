@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from events import env as envlib
+from events.auth import Login
 from events.env import ConfigError
 
 ProviderName = Literal["deepgram", "whisper"]
@@ -26,7 +27,8 @@ DEFAULT_WHISPER_PROMPT = (
 class SttConfig:
     provider: ProviderName = "whisper"
     nats_url: str = "nats://127.0.0.1:4222"
-    metrics_port: int = 9092  # `python -m stt_worker` alone; 0: not served
+    nats_login: Login = field(default_factory=Login)  # user `stt` in nats-auth.conf
+    metrics_port: int = 9092  # /metrics and /health of `python -m stt_worker`; 0: not served
     api_timeout_s: float = 5.0
     deepgram_api_key: str | None = None
     deepgram_model: str = "nova-3"
@@ -50,6 +52,10 @@ class SttConfig:
     takeover_rewind_s: float = 15.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.metrics_port <= 65535:
+            raise ConfigError(
+                f"STT_METRICS_PORT must be a TCP port (0-65535), got {self.metrics_port}"
+            )
         if self.provider == "deepgram" and not self.deepgram_api_key:
             raise ConfigError("DEEPGRAM_API_KEY is required when STT_PROVIDER=deepgram")
         if self.vad_max_utterance_ms <= self.vad_min_speech_ms:
@@ -81,6 +87,7 @@ class SttConfig:
         return cls(
             provider=provider,
             nats_url=envlib.get_str("NATS_URL", "nats://127.0.0.1:4222", e),
+            nats_login=Login.from_env("stt_worker", e),
             metrics_port=envlib.get_int("STT_METRICS_PORT", 9092, e, minimum=0),
             api_timeout_s=envlib.get_float("API_TIMEOUT_S", 5.0, e, minimum=0.1),
             deepgram_api_key=key,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from events import env, subjects
+from events.auth import Login
 from events.runtime import install_uvloop, setup_logging
 
 
@@ -110,6 +112,10 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--port", type=int, default=None, help="full mode: default AUDIOSOCKET_PORT")
 
     _archive_parsers(sub)
+    sub.add_parser(
+        "streams",
+        help="create or update the JetStream streams and claim consumers (as NATS user admin)",
+    )
 
     c = sub.add_parser("cache", help="pre-generate the phrase cache (assets/cache)")
     c.add_argument("--cache-dir", type=Path, default=None)
@@ -166,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         env.load_dotenv()
+        # The NATS passwords `voicebot up` generated (when .env has none): `voicebot call`,
+        # `trace`, `sub` in a second terminal log in with them.
+        with contextlib.suppress(PermissionError):  # another user's `voicebot up`
+            env.load_dotenv(Path(env.get_str("VOICEBOT_DATA_DIR", "var")) / "secrets.env")
     except env.ConfigError as e:
         print(f"voicebot: {e}", file=sys.stderr)
         return 2
@@ -194,8 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                 from voicebot.sub import subscribe
 
                 url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
-                asyncio.run(subscribe(url, args.subject, count=args.count, audio=not args.no_audio))
+                asyncio.run(
+                    subscribe(
+                        url,
+                        args.subject,
+                        count=args.count,
+                        audio=not args.no_audio,
+                        login=Login.from_env("tracer"),
+                    )
+                )
                 return 0
+            case "streams":
+                return asyncio.run(_streams())
             case "nlu":
                 from brain.nlu import understand
 
@@ -229,10 +249,13 @@ async def _recordings(args: argparse.Namespace) -> int:
     from voicebot.trace import trace
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
+    reader = Login.from_env("tracer")  # trace and export only read
     try:
         match args.command:
             case "trace":
-                return await trace(url, args.call_id, json_out=args.json_out, count=args.count)
+                return await trace(
+                    url, args.call_id, json_out=args.json_out, count=args.count, login=reader
+                )
             case "export":
                 path = await export_call(
                     url,
@@ -240,6 +263,7 @@ async def _recordings(args: argparse.Namespace) -> int:
                     args.output or Path(f"{args.call_id}.jsonl.gz"),
                     database_url=env.get_opt("DATABASE_URL"),
                     audio=not args.no_audio,
+                    login=reader,
                 )
                 print(path)
                 return 0
@@ -251,6 +275,7 @@ async def _recordings(args: argparse.Namespace) -> int:
                     mode=args.mode,
                     speed=args.speed,
                     audiosocket=(args.host, port) if args.mode == "full" else None,
+                    login=Login.from_env("admin"),  # it publishes as the edge and STT would
                 )
     except (ValueError, ExportError, RecordingError, ReplayError) as e:
         print(f"voicebot {args.command}: {e}", file=sys.stderr)
@@ -315,6 +340,28 @@ async def _run_archive(args: argparse.Namespace, config: Any) -> int:
         print(f"voicebot archive: not a call id: {options.call_id!r}", file=sys.stderr)
         return 2
     return await archive.run(config, options)
+
+
+async def _streams() -> int:
+    """What production runs once before the services (a compose one-shot, a systemd unit):
+    the services themselves may not create or change streams (nats-auth.conf)."""
+    from events.bus import Bus
+    from events.streams import CALLS_SUBJECTS, Retention, ensure_streams
+
+    url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
+    retention = Retention.from_env()
+    bus = await Bus.connect(url, "streams", login=Login.from_env("admin"), connect_timeout=10)
+    try:
+        await ensure_streams(bus.js, retention)
+    finally:
+        await bus.close()
+    print(
+        f"streams ready on {url}: CALLS ({len(CALLS_SUBJECTS)} subjects, "
+        f"{retention.calls_days:g} days), AUDIO ({retention.audio_days:g} days, "
+        f"{retention.audio_max_bytes // 1024**2} MiB), replicas {retention.replicas}; "
+        "claim consumers of stt_worker, brain, tts_worker"
+    )
+    return 0
 
 
 async def _cache(args: argparse.Namespace) -> int:
@@ -415,7 +462,7 @@ async def _trace(call_id: str) -> None:
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
     try:
-        bus = await Bus.connect(url, "call", connect_timeout=2)
+        bus = await Bus.connect(url, "call", login=Login.from_env("tracer"), connect_timeout=2)
     except Exception:
         print(f"(no NATS at {url}: only audio is shown)")
         return

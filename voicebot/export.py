@@ -28,6 +28,7 @@ from nats.js.errors import NotFoundError
 
 from events import streams, subjects
 from events.audio import FRAME_BYTES, in_headers, out_headers
+from events.auth import Login
 from events.codec import BadMessage
 from voicebot import recording
 from voicebot.recording import Message, Recording
@@ -90,12 +91,17 @@ async def read_call(
     audio: bool = True,
     database_url: str | None = None,
     setup: dict[str, Any] | None = None,
+    login: Login | None = None,
 ) -> Recording:
     """A call as a `Recording`, from the streams (or the archive for the events)."""
     if not subjects.is_call_id(call_id):
         raise ExportError(f"not a call id (lower-case hyphenated UUID): {call_id!r}")
     nc = await nats.connect(
-        url, connect_timeout=5, max_reconnect_attempts=2, name="voicebot-export"
+        url,
+        connect_timeout=5,
+        max_reconnect_attempts=2,
+        name="voicebot-export",
+        **(login.connect_options(url) if login is not None else {}),
     )
     try:
         events = await read_stream(nc, streams.CALLS, subjects.all_of(call_id))
@@ -142,9 +148,12 @@ async def export_call(
     database_url: str | None = None,
     audio: bool = True,
     setup: dict[str, Any] | None = None,
+    login: Login | None = None,
 ) -> Path:
     """Write the call to `path` (gzip when it ends in .gz); returns the path."""
-    rec = await read_call(url, call_id, audio=audio, database_url=database_url, setup=setup)
+    rec = await read_call(
+        url, call_id, audio=audio, database_url=database_url, setup=setup, login=login
+    )
     return recording.write(rec, path)
 
 

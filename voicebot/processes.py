@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from voicebot.secrets import environment_for
+
 log = logging.getLogger("voicebot.processes")
 
 WORKERS: Final = ("tts_worker", "stt_worker", "brain", "archiver")
@@ -92,7 +94,9 @@ class ServiceProcess:
         self._ready_file = Path(name)
         self._ready_file.unlink()
         variable, _ = METRICS_PORTS.get(self.service, ("", 0))
-        environ = {**os.environ, **self.env, "VOICEBOT_READY_FILE": name}
+        # Only its own secrets: the others' NATS passwords and keys stay with `voicebot up`.
+        environ = environment_for(self.service, {**os.environ, **self.env})
+        environ["VOICEBOT_READY_FILE"] = name
         if variable:
             environ[variable] = str(self.port)
         self.proc = await asyncio.create_subprocess_exec(

@@ -34,6 +34,7 @@ import msgspec
 from edge import framing
 from events import schemas, subjects
 from events.audio import FRAME_BYTES, H_AUDIO_T, SAMPLE_RATE, SILENCE
+from events.auth import Login
 from events.bus import Bus, Envelope
 from voicebot import dialog_diff, recording
 from voicebot.export import read_call
@@ -405,10 +406,12 @@ async def _discard(reader: asyncio.StreamReader, closed: asyncio.Event) -> None:
 # --- the command -------------------------------------------------------------------------
 
 
-async def load(bus_url: str, source: str | Path, *, audio: bool) -> Recording:
+async def load(
+    bus_url: str, source: str | Path, *, audio: bool, login: Login | None = None
+) -> Recording:
     """A recording from a file, or exported on the fly from the streams by call id."""
     if isinstance(source, str) and subjects.is_call_id(source):
-        return await read_call(bus_url, source, audio=audio)
+        return await read_call(bus_url, source, audio=audio, login=login)
     return recording.read(Path(source))
 
 
@@ -420,10 +423,12 @@ async def replay(
     speed: float = 1.0,
     out: TextIO = sys.stdout,
     audiosocket: tuple[str, int] | None = None,
+    login: Login | None = None,
 ) -> int:
-    """Replay, print the diff; 0 when the dialog is the same, 1 when it differs."""
-    rec = await load(url, source, audio=mode == "full")
-    bus = await Bus.connect(url, "replay")
+    """Replay, print the diff; 0 when the dialog is the same, 1 when it differs. It publishes
+    a call's events as the edge and the STT worker would: `login` is the admin user."""
+    rec = await load(url, source, audio=mode == "full", login=login)
+    bus = await Bus.connect(url, "replay", login=login)
     try:
         print(
             f"Replaying call {rec.call_id} ({mode} mode, speed {speed:g}) ...", file=out, flush=True

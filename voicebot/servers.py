@@ -128,9 +128,12 @@ class NatsServer:
 class NatsCluster:
     """`size` nats-servers on loopback forming one JetStream cluster (streams replicated R3):
     one node may die without losing an acknowledged message or stopping the calls. Each node's
-    configuration is written under `root`; clients connect with every node's URL (`url`)."""
+    configuration is written under `root`; clients connect with every node's URL (`url`).
+    `authorization`: the users and permissions (nats-auth.conf) every node enforces, as a
+    production cluster does (nats-cluster.conf); None: anyone may do anything."""
 
     root: Path
+    authorization: Path | None = None
     size: int = 3
     host: str = "127.0.0.1"
     client_ports: list[int] = field(default_factory=list)
@@ -148,6 +151,11 @@ class NatsCluster:
         if not self.route_ports:
             self.route_ports = [free_port() for _ in range(self.size)]
         routes = ", ".join(f"nats-route://{self.host}:{p}" for p in self.route_ports)
+        include = ""
+        if self.authorization is not None:
+            # nats-server resolves includes beside the including file only.
+            shutil.copyfile(self.authorization, self.root / "nats-auth.conf")
+            include = 'include "nats-auth.conf"\n'
         self.nodes = []
         for i, (port, route) in enumerate(zip(self.client_ports, self.route_ports, strict=True)):
             conf = self.root / f"node{i + 1}.conf"
@@ -155,7 +163,8 @@ class NatsCluster:
                 f"server_name: voicebot-nats-{i + 1}\n"
                 "max_payload: 1MB\n"
                 "jetstream { sync_interval: always }\n"
-                f"cluster {{ name: voicebot, listen: {self.host}:{route}, routes: [{routes}] }}\n",
+                f"cluster {{ name: voicebot, listen: {self.host}:{route}, routes: [{routes}] }}\n"
+                + include,
                 encoding="utf-8",
             )
             node = NatsServer(

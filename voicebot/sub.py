@@ -14,6 +14,7 @@ import nats
 from nats.aio.msg import Msg
 
 from events import codec
+from events.auth import Login
 
 
 def format_msg(msg: Msg, n: int, *, now: datetime.datetime | None = None) -> str:
@@ -45,10 +46,15 @@ async def subscribe(
     audio: bool = True,
     connect_timeout: float = 5.0,
     ready: asyncio.Event | None = None,
+    login: Login | None = None,
 ) -> int:
     """Print messages on `subject` until `count` were printed (0: forever). Returns the count."""
     nc = await nats.connect(
-        url, connect_timeout=connect_timeout, name="voicebot-sub", max_reconnect_attempts=-1
+        url,
+        connect_timeout=connect_timeout,
+        name="voicebot-sub",
+        max_reconnect_attempts=-1,
+        **(login.connect_options(url) if login is not None else {}),
     )
     done = asyncio.Event()
     n = 0

@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import msgspec
 
 from events import codec, schemas, streams, subjects
+from events.auth import Login
 from events.bus import Bus, Envelope
 from events.tail import NEW, StreamTail
 from voicebot.dialog_diff import phrase_text
@@ -148,13 +149,14 @@ async def trace(
     out: TextIO = sys.stdout,
     count: int = 0,
     ready: asyncio.Event | None = None,
+    login: Login | None = None,
 ) -> int:
     """Print events until `count` lines were printed (0: until cancelled). Returns the count.
     `ready` is set once live calls are followed (the server has the subscriptions)."""
     if call_id is not None and not subjects.is_call_id(call_id):
         raise ValueError(f"not a call id (lower-case hyphenated UUID): {call_id!r}")
     tracer = Tracer(json_out=json_out)
-    bus = await Bus.connect(url, "trace")
+    bus = await Bus.connect(url, "trace", login=login)
     printed = 0
     done = asyncio.Event()
 

@@ -22,10 +22,12 @@ from typing import Any
 import nats
 
 from events import env
+from events.auth import Login
 from events.bus import Bus
 from events.runtime import wait_for_signal
 from events.streams import ensure_streams
 from voicebot.processes import METRICS_PORTS, WORKERS, ServiceProcess, metrics_port, parse_scale
+from voicebot.secrets import ensure_nats_passwords
 from voicebot.servers import NatsCluster, NatsServer, PostgresServer, ServerError, port_in_use
 
 log = logging.getLogger("voicebot.up")
@@ -71,9 +73,10 @@ def _lock(data_dir: Path) -> Path:
 
 
 async def _nats_usable(url: str) -> bool:
+    credentials = Login.from_env("admin").connect_options(url)
     try:
         nc = await nats.connect(
-            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False
+            url, connect_timeout=2, max_reconnect_attempts=0, allow_reconnect=False, **credentials
         )
     except Exception:
         return False
@@ -98,9 +101,18 @@ def _postgres_reachable_by(user: str, path: Path) -> bool:
     return result.returncode == 0
 
 
-async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
-    stack = Stack(data_dir=data_dir)
+async def _start_nats(stack: Stack, *, nats_cluster: bool) -> None:
+    data_dir = stack.data_dir
     nats_url = env.get_opt("NATS_URL")
+    if not nats_url:
+        # Our own server enforces nats-auth.conf, as production does: every service connects
+        # as its own user and may publish only what the contract lets it say.
+        secrets_file = data_dir / "secrets.env"
+        made = ensure_nats_passwords(secrets_file)
+        stack.notes.append(
+            "NATS users: one per service (nats-auth.conf), passwords from .env or "
+            f"{secrets_file}{' (generated now)' if made else ''}"
+        )
     if nats_url:
         stack.nats_url = nats_url
         stack.notes.append(f"NATS: {nats_url} (NATS_URL)")
@@ -126,6 +138,21 @@ async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
         stack.nats_url = url
     os.environ["NATS_URL"] = stack.nats_url
 
+
+async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
+    stack = Stack(data_dir=data_dir)
+    try:
+        await _start_nats(stack, nats_cluster=nats_cluster)
+        await _start_postgres(stack)
+    except BaseException:
+        # Nothing of a failed start stays behind (a NATS started before PostgreSQL failed).
+        await asyncio.to_thread(stop_servers, stack)
+        raise
+    return stack
+
+
+async def _start_postgres(stack: Stack) -> None:
+    data_dir = stack.data_dir
     database_url = env.get_opt("DATABASE_URL")
     if database_url:
         stack.database_url = database_url
@@ -162,7 +189,6 @@ async def start_servers(data_dir: Path, *, nats_cluster: bool = False) -> Stack:
     from brain.store import apply_schema
 
     await apply_schema(stack.database_url)
-    return stack
 
 
 async def _pg_usable(url: str) -> bool:
@@ -181,6 +207,7 @@ async def _start_cluster(stack: Stack) -> None:
     base = env.get_int("NATS_PORT", 4222)
     cluster = NatsCluster(
         root=stack.data_dir / "nats-cluster",
+        authorization=PROJECT / "nats-auth.conf",
         client_ports=[base, base + 1, base + 2],
         route_ports=[base + 2000, base + 2001, base + 2002],
     )
@@ -248,7 +275,7 @@ def _validate_configs() -> tuple[Any, Any, Any, Any]:
 
 async def _start(stack: Stack, svc: Services, scale: dict[str, int]) -> None:
     """Start the workers, then the edge, so the edge never admits a call nobody serves."""
-    bus = await Bus.connect(stack.nats_url, "up")
+    bus = await Bus.connect(stack.nats_url, "up", login=Login.from_env("admin"))
     try:
         await ensure_streams(bus.js)
     finally:
@@ -352,6 +379,7 @@ def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any]) -> s
         f"Process pool workers: {tts_pool} (TTS) + {stt_pool} (STT) per instance",
         f"Max concurrent calls: {edge.max_concurrent_calls}",
         f"HTTP API: http://{edge.http_host}:{edge.http_port}",
+        f"Caller registration allowed to: {edge.write_access}",
         f"Providers: STT {stt.provider} · NLU {brain.nlu_provider} · TTS {tts.provider}",
         "Processes (kill -9 any: another instance takes its calls over, and it restarts):",
         *processes,

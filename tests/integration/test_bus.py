@@ -11,6 +11,7 @@ import pytest
 from nats.js import api
 
 from events import codec, schemas, streams, subjects
+from events.auth import LOGINS, Login, password_variable
 from events.bus import BAD_MESSAGES, Bus, Envelope
 from events.claims import CallClaims, Claim
 from voicebot.servers import NatsServer, free_port
@@ -201,18 +202,23 @@ async def test_publish_survives_a_nats_restart(nats_server: NatsServer, bus: Bus
     assert codec.tag_of(good) == "say"
 
 
-async def test_streams_start_twice_on_the_project_nats_conf(tmp_path: Path) -> None:
+async def test_streams_start_twice_on_the_project_nats_conf(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With nats.conf's store limits, a second start must not fail for lack of storage."""
+    for user in LOGINS.values():  # nats.conf's users read their passwords from here
+        monkeypatch.setenv(password_variable(user), f"pw-{user}")
+    admin = Login.from_env("admin")
     server = NatsServer(store_dir=tmp_path / "nats", port=free_port(), config=NATS_CONF)
     server.start()
     try:
         for _ in range(2):
-            b = await Bus.connect(server.url, "twice")
+            b = await Bus.connect(server.url, "twice", login=admin)
             await streams.ensure_streams(b.js)
             await streams.ensure_streams(b.js)
             await b.close()
             server.restart()
-        b = await Bus.connect(server.url, "twice")
+        b = await Bus.connect(server.url, "twice", login=admin)
         info = await b.js.stream_info(streams.AUDIO)
         await b.close()
         assert info.config.max_bytes == streams.Retention().audio_max_bytes

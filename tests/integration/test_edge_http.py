@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -176,3 +181,31 @@ def test_outcomes_expire_after_their_ttl() -> None:
     assert reg.outcome(call) == "hangup"
     now[0] = 3601
     assert reg.outcome(call) is None
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("ip") is None,
+    reason="needs root, unshare and ip to make a network namespace with a second address",
+)
+def test_with_the_defaults_another_host_cannot_register_a_caller() -> None:
+    """Over real sockets from an address that is not loopback (a network namespace of our own
+    gives its loopback interface a second, TEST-NET address): with neither API_TOKEN nor
+    ALLOWED_PEERS, the write endpoint refuses it, and says why at start-up."""
+    probe = Path(__file__).with_name("netns_http_probe.py")
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        ["unshare", "--net", sys.executable, str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=25,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["other_host"] == 403 and seen["registered_after_other"] is None
+    assert seen["loopback"] == 204 and seen["registered"] == "0612345678"
+    assert "loopback clients only" in seen["banner"] and "API_TOKEN" in seen["banner"]

@@ -41,3 +41,32 @@ async def test_postgres_starts_applies_the_schema_twice_and_restarts(source: str
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_a_start_that_fails_half_way_leaves_no_server_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's port is taken by something else after our NATS started: `voicebot up`
+    says so, and the NATS it started (with its generated users) is stopped."""
+    import socket
+
+    from events.auth import PASSWORD_VARIABLES
+    from voicebot.servers import port_in_use
+    from voicebot.up import UpError, start_servers
+
+    nats_port = free_port()
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        for name in ("NATS_URL", "DATABASE_URL"):
+            monkeypatch.delenv(name, raising=False)
+        for name in PASSWORD_VARIABLES:  # generated into os.environ: restored after the test
+            monkeypatch.setenv(name, "")
+        monkeypatch.setenv("NATS_PORT", str(nats_port))
+        monkeypatch.setenv("PG_PORT", str(squatter.getsockname()[1]))
+        with pytest.raises(UpError, match="PG_PORT"):
+            await start_servers(tmp_path)
+        assert not port_in_use(nats_port)
+    secrets = tmp_path / "secrets.env"
+    assert oct(secrets.stat().st_mode & 0o777) == "0o600"
+    assert "NATS_EDGE_PASSWORD=" in secrets.read_text()
