@@ -215,14 +215,17 @@ async def test_postgresql_outage_pauses_the_projection_and_loses_nothing(
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def test_the_archivers_stream_limits_survive_other_services_starting(
+async def test_configured_stream_limits_survive_services_starting(
     nats_server: NatsServer, bus: Bus, database_url: str
 ) -> None:
+    """The admin (`voicebot streams`, `voicebot up`) applies the configured limits; the archiver
+    and every other service only check the streams at start-up and never change them."""
     cfg = config(nats_server.url, database_url)
     limits = replace(cfg.streams, calls_days=30, audio_days=2, audio_max_bytes=3 * 1024**3)
-    async with projecting(nats_server.url, database_url, streams=limits):
+    await ensure_streams(bus.js, limits)  # what `voicebot streams` does with those variables
+    async with projecting(nats_server.url, database_url):
         pass
-    await ensure_streams(bus.js)  # what every other service does when it starts
+    await ensure_streams(bus.js, manage=False)  # what every other service does when it starts
     calls, audio = (
         (await bus.js.stream_info(CALLS)).config,
         (await bus.js.stream_info(AUDIO)).config,

@@ -242,14 +242,18 @@ async def test_a_wildcard_subscriber_passes_over_audio_without_counting_it(bus: 
     assert bad_count("test", "audio.out") == before
 
 
-async def test_audio_is_flushed_asynchronously_and_events_synced(tmp_path: Path) -> None:
+async def test_audio_is_flushed_asynchronously_and_events_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With nats.conf's `sync_interval: always`, fsyncing every audio message dropped more than
     half of them at 200 calls: AUDIO is async (R1), CALLS stays synced. A stream made by an
     older release keeps its mode (it cannot change in place) and start-up still succeeds."""
+    for user in LOGINS.values():  # nats.conf's users read their passwords from here
+        monkeypatch.setenv(password_variable(user), f"pw-{user}")
     server = NatsServer(store_dir=tmp_path / "nats", port=free_port(), config=NATS_CONF)
     server.start()
     try:
-        b = await Bus.connect(server.url, "modes")
+        b = await Bus.connect(server.url, "modes", login=Login.from_env("admin"))
         await streams.ensure_streams(b.js)
         audio = await b.js.stream_info(streams.AUDIO)
         calls = await b.js.stream_info(streams.CALLS)
