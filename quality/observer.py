@@ -18,6 +18,9 @@ from events import schemas, subjects
 from events.bus import Bus, Envelope
 
 WATCHED = ("decision", "say", "playback", "transcript", "event.>")
+# A say whose playback has not started this long after it was published is taken as dropped
+# (flushed before it played): the caller stops waiting for it.
+SAY_START_WINDOW_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -30,7 +33,7 @@ class Question:
     state: str
     expecting: str | None
     confirming_phone: bool
-    finished_at: float  # monotonic time its playback finished (or was cut)
+    finished_at: float  # monotonic time the bot's last words finished (or were cut)
 
 
 @dataclass
@@ -41,6 +44,7 @@ class CallView:
     snapshot: dict[str, Any] = field(default_factory=dict)
     expecting: str | None = None
     says: dict[str, schemas.Say] = field(default_factory=dict)
+    said_at: dict[str, float] = field(default_factory=dict)  # utterance id -> monotonic time
     started: set[str] = field(default_factory=set)
     finished: dict[str, float] = field(default_factory=dict)  # utterance id -> monotonic time
     ended: bool = False
@@ -52,6 +56,7 @@ class CallView:
                 self.snapshot, self.expecting = snap, expecting
             case schemas.Say(utterance_id=u):
                 self.says[u] = event
+                self.said_at.setdefault(u, time.monotonic())
             case schemas.PlaybackStarted(utterance_id=u):
                 self.started.add(u)
             case (
@@ -72,13 +77,13 @@ class CallView:
         return self.ended or snap.get("state") == "CLOSED" or bool(snap.get("ending"))
 
     def question(self, answered: str | None) -> Question | None:
-        """The awaited prompt, once the bot has finished saying it (and everything else), if it
-        is not the one the caller answered last."""
+        """The awaited prompt, once the bot has finished saying it and has nothing else to say,
+        if it is not the one the caller answered last."""
         uid = self.snapshot.get("awaiting")
         if not uid or uid == answered or uid not in self.finished or uid not in self.says:
             return None
-        if any(u not in self.finished for u in self.started):
-            return None  # the bot is still speaking
+        if self.speaking():
+            return None
         say = self.says[uid]
         return Question(
             utterance_id=uid,
@@ -87,7 +92,16 @@ class CallView:
             state=str(self.snapshot.get("state", "")),
             expecting=self.expecting,
             confirming_phone=bool(self.snapshot.get("confirming_phone")),
-            finished_at=self.finished[uid],
+            finished_at=max(self.finished.values()),  # the bot's last words, not the prompt's
+        )
+
+    def speaking(self) -> bool:
+        """The bot is saying something, or is about to: a say was published (its decision,
+        which names the new awaited prompt, follows it) and has not played to its end."""
+        now = time.monotonic()
+        return any(
+            u not in self.finished and (u in self.started or now - t < SAY_START_WINDOW_S)
+            for u, t in self.said_at.items()
         )
 
     async def wait_question(self, answered: str | None, within_s: float) -> Question | str:
@@ -111,12 +125,13 @@ class CallView:
         return True
 
     async def _next_change(self, deadline: float) -> bool:
+        """Wait for a message, or half a second (conditions also change with time)."""
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
         self._changed.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), remaining)
+            await asyncio.wait_for(self._changed.wait(), min(remaining, 0.5))
         return True
 
 

@@ -309,6 +309,34 @@ async def test_the_scripted_caller_waits_for_the_question_to_end_then_gives_up_w
     assert caller.gave_up
 
 
+def test_no_answer_between_a_new_say_and_the_decision_that_awaits_it() -> None:
+    """The brain publishes a say before the decision naming it as the awaited prompt: in
+    between, the previous prompt looks answered-and-done, and must not be answered again."""
+    view = CallView("c")
+    ts = 0.0
+
+    def decide(awaiting: str) -> schemas.Decision:
+        snap = {"state": "SOLUTION", "awaiting": awaiting}
+        return schemas.Decision(
+            call_id="c", ts=ts, turn=1, trigger="transcript", trigger_seq=1,
+            state_from="SOLUTION", state_to="SOLUTION", snapshot=snap,
+        )  # fmt: skip
+
+    view.on_event(schemas.Say(call_id="c", ts=ts, utterance_id="u1", text="Redémarrez."))
+    view.on_event(decide("u1"))
+    view.on_event(schemas.PlaybackStarted(call_id="c", ts=ts, utterance_id="u1"))
+    view.on_event(schemas.PlaybackFinished(call_id="c", ts=ts, utterance_id="u1"))
+    assert view.question(None) is not None
+    view.on_event(schemas.Say(call_id="c", ts=ts, utterance_id="u2", phrase="ask_verification"))
+    assert view.question(None) is None  # u2 is on its way
+    view.on_event(decide("u2"))
+    view.on_event(schemas.PlaybackStarted(call_id="c", ts=ts, utterance_id="u2"))
+    assert view.question("u1") is None
+    view.on_event(schemas.PlaybackInterrupted(call_id="c", ts=ts, utterance_id="u2"))
+    q = view.question("u1")
+    assert q is not None and q.phrase == "ask_verification"
+
+
 # --- one call's record -------------------------------------------------------------------
 
 
