@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: setup run test lint format bench cache clean
+.PHONY: setup run test lint format bench quality cache clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is needed"'
@@ -27,7 +27,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy events brain edge stt_worker tts_worker archiver voicebot
+	$(BIN)/mypy events brain edge stt_worker tts_worker archiver voicebot quality
 
 format: setup
 	$(BIN)/ruff format .
@@ -35,6 +35,12 @@ format: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Scripted French callers through the AudioSocket port of a `voicebot up` it starts itself
+# (about 30 min; not in CI, where tests/integration/test_quality_harness.py runs a few).
+# QUALITY_ARGS: e.g. "--matrix one" (quicker), "--personas sample,one_word", "--concurrency 3".
+quality: setup
+	$(BIN)/python -m quality $(QUALITY_ARGS)
 
 cache: setup
 	$(BIN)/voicebot cache
