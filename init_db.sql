@@ -14,6 +14,14 @@ CREATE TABLE IF NOT EXISTS phone_numbers (
     phone        text PRIMARY KEY CHECK (phone ~ '^0[1-9][0-9]{8}$'),
     customer_id  integer NOT NULL REFERENCES customers(id) ON DELETE CASCADE
 );
+-- French numbers as 10 digits, Belgian and Swiss ones in E.164 (+32…, +41…), as brain/phone.py
+-- keeps them (the first schema took French numbers only).
+ALTER TABLE phone_numbers DROP CONSTRAINT IF EXISTS phone_numbers_phone_check;
+ALTER TABLE phone_numbers ADD CONSTRAINT phone_numbers_phone_check
+    CHECK (phone ~ '^(0[1-9][0-9]{8}|\+(32|41)[1-9][0-9]{7,8})$');
+-- A misheard number is matched by its first or last four digits (brain/store.py).
+CREATE INDEX IF NOT EXISTS phone_numbers_head ON phone_numbers (left(phone, 4));
+CREATE INDEX IF NOT EXISTS phone_numbers_tail ON phone_numbers (right(phone, 4));
 
 CREATE TABLE IF NOT EXISTS offers (
     id           serial PRIMARY KEY,

@@ -105,6 +105,8 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     ticket: str | None = None
     technician_pending: bool = False
     confirming_phone: bool = False  # a number no customer has was read back: yes or no?
+    candidate_id: int | None = None  # the customer of the number read back, if one is close
+    candidate_name: str | None = None
     speech_unheard: bool = False  # the caller started speaking; no words came of it yet
     slow: bool = False  # the caller asked the bot to speak slower (or louder): every say slower
     said_last: str | None = None  # phrase key or text of the last thing said
@@ -143,6 +145,9 @@ class Heard:
     confident: bool = True
     customer: Customer | None = None
     looked_up: bool = False
+    # No customer has the number as heard, but this one's differs by a digit or two: read
+    # back, the caller confirms it (speech recognition gets digits wrong).
+    near: Customer | None = None
 
 
 @dataclass(frozen=True)
@@ -671,10 +676,19 @@ class Dialog:
     def _identity_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
         gave_phone = "phone" in h.slots
         if s.confirming_phone:
-            s = msgspec.structs.replace(s, confirming_phone=False)
-            same = gave_phone and h.slots["phone"] == s.phone  # said again: that is a yes
-            if same or (h.intent == "affirm" and not gave_phone):
-                return self._after_identity(s, out)  # right number, just not a customer
+            candidate = (s.candidate_id, s.candidate_name)
+            s = msgspec.structs.replace(
+                s, confirming_phone=False, candidate_id=None, candidate_name=None
+            )
+            said_again = gave_phone and (
+                h.slots["phone"] == s.phone or (h.near is not None and h.near.id == candidate[0])
+            )
+            if said_again or (h.intent == "affirm" and not gave_phone):
+                if candidate[0] is not None:  # the close customer's number, confirmed
+                    s = msgspec.structs.replace(
+                        s, customer_id=candidate[0], customer_name=candidate[1]
+                    )
+                return self._after_identity(s, out)  # or the right number, just not a customer
             if h.intent == "deny" and not gave_phone:
                 s = msgspec.structs.replace(s, phone=None)
                 return self._prompt(s, out, phrase="ask_phone")
@@ -693,10 +707,17 @@ class Dialog:
             return self._prompt(s, out, phrase="ask_phone")
         if gave_phone and h.customer is None and s.identity_attempts <= 2:
             # No customer has the number as heard: speech recognition gets digits wrong, so
-            # read it back rather than carry on with a wrong identity.
-            s = msgspec.structs.replace(s, confirming_phone=True)
-            heard_phone = h.slots["phone"]
-            text = f"J'ai noté le {spoken(heard_phone)}. Est-ce bien votre numéro ?"
+            # read it back rather than carry on with a wrong identity. When a customer's number
+            # is a digit or two away, that is the one read back: a "oui" identifies the caller.
+            noted = h.near.phone if h.near is not None else h.slots["phone"]
+            s = msgspec.structs.replace(
+                s,
+                confirming_phone=True,
+                phone=noted,
+                candidate_id=h.near.id if h.near is not None else None,
+                candidate_name=h.near.name if h.near is not None else None,
+            )
+            text = f"J'ai noté le {spoken(noted)}. Est-ce bien votre numéro ?"
             return self._prompt(s, out, text=text)
         return self._after_identity(s, out)
 

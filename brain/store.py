@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 
 from brain.dialog import Customer
-from brain.phone import caller_id
+from brain.phone import caller_id, nearest
 
 log = logging.getLogger("brain.store")
 
@@ -59,6 +59,25 @@ class Store:
             timeout=QUERY_TIMEOUT_S,
         )
         return Customer(row["id"], row["name"], row["phone"]) if row else None
+
+    async def find_customer_near(self, phone: str) -> Customer | None:
+        """The customer whose number is a digit or two away from `phone` (speech recognition
+        gets digits wrong), when exactly one is closest; the dialog reads it back to confirm.
+
+        Candidates share the first or the last four digits with what was heard (both indexed:
+        init_db.sql), so a big table is not scanned; a number wrong in both ends is not found.
+        """
+        phone = caller_id(phone) or phone
+        rows = await self.pool.fetch(
+            "SELECT c.id, c.name, p.phone FROM phone_numbers p JOIN customers c "
+            "ON c.id = p.customer_id WHERE left(p.phone, 4) = left($1, 4) "
+            "OR right(p.phone, 4) = right($1, 4) LIMIT 500",
+            phone,
+            timeout=QUERY_TIMEOUT_S,
+        )
+        best = nearest(phone, [row["phone"] for row in rows])
+        row = next((r for r in rows if r["phone"] == best), None)
+        return Customer(row["id"], row["name"], row["phone"]) if row is not None else None
 
     async def find_technician(self, category: str | None) -> str | None:
         """The queue of an available technician for the category, or None."""

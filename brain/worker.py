@@ -268,11 +268,17 @@ class CallBrain:
         )
         nlu_ms = (time.perf_counter() - t0) * 1000
         NLU_SECONDS.labels(source).observe(nlu_ms / 1000)
-        customer = None
+        customer = near = None
         phone = nlu.slots.get("phone")
         if phone:
             customer = await self._lookup(phone)
-        heard = d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone))
+            if customer is None and self.store is not None:
+                near = await _quiet(
+                    self.store.find_customer_near(phone), self.call_id, LOOKUP_TIMEOUT_S
+                )
+        heard = d.Heard(
+            text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone), near=near
+        )
         latency = schemas.Latency(
             end_of_speech_s=last.end, transcript_ms=last.latency_ms, nlu_ms=round(nlu_ms, 1)
         )

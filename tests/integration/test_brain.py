@@ -279,3 +279,26 @@ async def test_brain_killed_mid_call_is_continued_by_another_instance(
     await second.stop()
     await bus_b.close()
     await store.close()
+
+
+async def test_a_misheard_number_finds_the_customer_one_digit_away(
+    brain: BrainWorker, bus: Bus
+) -> None:
+    """Speech recognition got a digit wrong: the customer whose number is one digit away is
+    read back from PostgreSQL, and the caller's "oui" identifies them."""
+    call = Call(bus)
+    await call.start()
+    await call.wait_says(1)
+    await call.speak("Bonjour, ma box ne marche plus.")
+    await call.wait_says(2)
+    await call.speak("Pierre Dupont, 06 12 34 56 79")
+    await call.wait_says(3)
+    assert call.says[-1].text == "J'ai noté le 0612345678. Est-ce bien votre numéro ?"
+    await call.speak("oui")
+    await call.wait_says(4)
+    assert call.says[-1].phrase == "ask_category"
+    deadline = time.monotonic() + 5
+    while call.decisions[-1].snapshot.get("customer_id") is None:  # its decision follows it
+        assert time.monotonic() < deadline, "the customer was not identified"
+        await asyncio.sleep(0.01)
+    assert call.decisions[-1].snapshot["customer_name"] == "Pierre Dupont"

@@ -10,6 +10,7 @@ import pytest
 
 from brain import dialog as d
 from brain.nlu import understand
+from brain.phone import nearest
 from brain.solutions import Catalog
 
 CATALOG = Catalog.load()
@@ -26,11 +27,14 @@ CUSTOMERS = {
 
 
 def heard(text: str, s: d.Snapshot | None = None, *, confident: bool = True) -> d.Heard:
-    """What the shell hands the machine: the NLU reading, and the customer if a phone matched."""
+    """What the shell hands the machine: the NLU reading, the customer if a phone matched, or
+    the one whose number is a digit or two away."""
     nlu = understand(text, d.expecting(s) if s is not None else None)
     phone = nlu.slots.get("phone")
     customer = CUSTOMERS.get(phone) if phone else None
-    return d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone))
+    close = nearest(phone, list(CUSTOMERS)) if phone and customer is None else None
+    near = CUSTOMERS[close] if close else None
+    return d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone), near)
 
 
 @dataclass
@@ -715,6 +719,26 @@ def test_another_number_after_the_read_back_is_looked_up_or_read_back() -> None:
     r.user("Paul Durand 06 11 22 33 44")
     assert r.user("non, 06 12 34 56 78") == ["ask_category"]  # a customer's number
     assert r.s.customer_id == PIERRE.id
+
+
+@pytest.mark.parametrize("answer", ["oui", "oui c'est ça", "06 12 34 56 79"])
+def test_a_misheard_customer_number_is_read_back_as_the_customer_s_and_confirmed(
+    answer: str,
+) -> None:
+    r = at("IDENTIFICATION")
+    said = r.user("Pierre Dupont, 06 12 34 56 79")  # one digit off Pierre's number
+    assert said == ["text:J'ai noté le 0612345678. Est-ce bien votre numéro ?"]
+    assert r.s.customer_id is None  # not before the caller said so
+    assert r.user(answer) == ["ask_category"]
+    assert (r.s.customer_id, r.s.customer_name) == (PIERRE.id, "Pierre Dupont")
+    assert r.s.phone == "0612345678" and r.s.candidate_id is None
+
+
+def test_a_no_to_the_close_customer_s_number_identifies_nobody() -> None:
+    r = at("IDENTIFICATION")
+    r.user("Pierre Dupont, 06 12 34 56 79")
+    assert r.user("non") == ["ask_phone"]
+    assert r.s.customer_id is None and r.s.candidate_id is None and r.s.phone is None
 
 
 def test_a_foreign_number_is_read_back_in_its_groups() -> None:
