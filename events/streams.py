@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
+import nats
 from nats.js import JetStreamContext, api
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 
 from events import env
 
@@ -111,21 +114,80 @@ CLAIMS: Final = {
 }
 
 
-async def ensure_streams(js: JetStreamContext, retention: Retention | None = None) -> None:
-    """Create or update the streams; safe to call from every process at every start."""
-    for cfg in stream_configs(retention or Retention.from_env()):
+# Fields we set, compared before updating a stream: an update is a proposal through the
+# cluster's meta leader, and seven processes starting at once on a fresh 3-node cluster each
+# updating both streams to what they already were timed out (5 s) and made a worker exit.
+_COMPARED: Final = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "max_bytes",
+    "discard",
+    "duplicate_window",
+    "num_replicas",
+    "allow_direct",
+)
+READY_WITHIN_S: Final = 30.0  # a cluster that just started elects its leaders first
+_RETRY_S: Final = 0.5
+
+
+async def ensure_streams(
+    js: JetStreamContext,
+    retention: Retention | None = None,
+    *,
+    within_s: float = READY_WITHIN_S,
+) -> None:
+    """Create or update the streams; safe to call from every process at every start.
+
+    Requests that time out (a cluster still electing its leaders) are tried again for
+    `within_s`."""
+    deadline = time.monotonic() + within_s
+    while True:
         try:
-            await js.stream_info(cfg.name or "")
+            await _ensure_streams(js, retention or Retention.from_env())
+            return
+        except (nats.errors.TimeoutError, ServiceUnavailableError) as e:
+            if time.monotonic() + _RETRY_S > deadline:
+                raise
+            log.warning("JetStream not ready (%r): trying again", e)
+            await asyncio.sleep(_RETRY_S)
+
+
+async def _ensure_streams(js: JetStreamContext, retention: Retention) -> None:
+    for cfg in stream_configs(retention):
+        try:
+            info = await js.stream_info(cfg.name or "")
         except NotFoundError:
             await js.add_stream(cfg)
             continue
         # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
-        # byte-limited stream with "insufficient storage", counting its reservation twice).
-        await js.update_stream(cfg)
+        # byte-limited stream with "insufficient storage", counting its reservation twice),
+        # and only when something changed.
+        if _differs(info.config, cfg):
+            await js.update_stream(cfg)
     # Claim consumers exist before the first call, so no `started` is missed by a late worker.
     for claim in CLAIMS.values():
         await ensure_claims(js, claim)
     log.debug("streams ready: %s, %s", CALLS, AUDIO)
+
+
+def _differs(have: api.StreamConfig, want: api.StreamConfig) -> bool:
+    return any(_norm(getattr(have, f)) != _norm(getattr(want, f)) for f in _COMPARED)
+
+
+def _norm(value: object) -> object:
+    """Server and client spell the same setting differently: enums or strings, ints or
+    floats, None or -1 for "no limit"."""
+    if value is None:
+        return -1.0
+    if isinstance(value, list):
+        return sorted(str(v) for v in value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return str(getattr(value, "value", value))
 
 
 async def ensure_claims(js: JetStreamContext, claim: ClaimConsumer) -> None:
