@@ -138,7 +138,14 @@ class CallClaims:
                     await asyncio.sleep(0.2)
                     continue
                 for msg in msgs:
-                    await self._take(msg)
+                    try:
+                        await self._take(msg)
+                    except (nats.errors.Error, TimeoutError) as e:
+                        # A look-up timed out (a cluster electing a leader): the call comes
+                        # back after ack_wait; the claims loop must not die with it.
+                        log.warning("%s: could not take a call now (%r)", self.claim.durable, e)
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=FAILED_RETRY_S)
         finally:
             self.bus.off_reconnect(self._on_reconnect)
             for sub in (psub, alive_sub):
