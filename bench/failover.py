@@ -37,6 +37,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "faults")]
 
+from fault_caller import Hook  # noqa: E402
 from fault_check import CallRecord  # noqa: E402
 from fault_run import (  # noqa: E402
     SAMPLE,
@@ -87,7 +88,7 @@ async def kill_series(running: Running, bus: Bus, kind: str, kills: int) -> dict
         call_id = str(uuid.uuid4())
         todo = min(len(SAMPLE), kills - len(measured["claim"]))
         blows = [Blow(kind, signal.SIGKILL) for _ in range(todo)]
-        hooks = {}
+        hooks: dict[str, Hook] = {}
         for n, blow in enumerate(blows, 1):
             # Before each line: two instances ready again (the killed one was restarted).
             hooks[f"between:{n - 1}"] = running.system.wait_settled

@@ -87,7 +87,7 @@ class CallRecord:
         return [f.text for f in self.of(schemas.Final) if f.text]
 
     def decisions(self) -> list[schemas.Decision]:
-        return self.of(schemas.Decision)  # type: ignore[no-any-return]
+        return self.of(schemas.Decision)
 
     def path(self) -> list[str]:
         """The dialog's states in the order it went through them."""

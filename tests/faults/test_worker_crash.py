@@ -11,7 +11,7 @@ utterance is heard twice. The supervisor restarts the killed process (a third pi
 from __future__ import annotations
 
 import signal
-import time
+import uuid
 
 import pytest
 from fault_run import SAMPLE, Blow, Running, baseline, hit_owner, judge, place_call, takeover_s
@@ -40,7 +40,7 @@ async def test_kill_9_of_the_owner_mid_call(
     await system.wait_settled()
     assert len(system.pids(service)) == 2
     blow = Blow(service, signal.SIGKILL)
-    call_id = _call_id()
+    call_id = str(uuid.uuid4())
     result, record = await place_call(
         shared,
         shared_bus,
@@ -65,12 +65,3 @@ async def test_kill_9_of_the_owner_mid_call(
     assert any(old == blow.pid for s, old, _ in system.restarts if s == service)
     assert blow.pid not in system.pids(service)
 
-
-def _call_id() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
-
-
-def _now() -> float:
-    return time.monotonic()
