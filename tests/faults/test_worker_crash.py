@@ -64,4 +64,3 @@ async def test_kill_9_of_the_owner_mid_call(
     # The supervisor replaced the dead process: a third pid of this kind.
     assert any(old == blow.pid for s, old, _ in system.restarts if s == service)
     assert blow.pid not in system.pids(service)
-
