@@ -113,6 +113,13 @@ BENCHES = (
         "archiver: CALLS messages into PostgreSQL per second, batched vs one per transaction",
     ),
     Bench(
+        "failover",
+        "failover.py",
+        ("--kills", "5", "--json", JSON_ARG),
+        "kill -9 of a live call's owner, 5 times per worker kind: time to the new owner's claim "
+        "and to the caller hearing the bot again, vs a fault-free call",
+    ),
+    Bench(
         "stt_deepgram",
         "stt_deepgram.py",
         ("--calls", "100", "--seconds", "5"),

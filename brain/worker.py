@@ -41,7 +41,7 @@ from brain.solutions import Catalog
 from brain.store import Store
 from events import schemas, subjects
 from events.bus import Bus, Envelope
-from events.claims import CallClaims, Claim
+from events.claims import CallClaims, Claim, instance_name
 from events.fence import Fence
 from events.streams import CLAIMS
 
@@ -88,11 +88,16 @@ class BrainWorker:
             )
         self.calls: dict[str, CallBrain] = {}
         self.claims: CallClaims | None = None
+        self.instance = instance_name()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         claims = CallClaims(
-            self.bus, CLAIMS["brain"], self._on_call, max_calls=self.config.max_calls
+            self.bus,
+            CLAIMS["brain"],
+            self._on_call,
+            max_calls=self.config.max_calls,
+            instance=self.instance,
         )
         self.claims = claims
         self._task = asyncio.create_task(claims.run(), name="brain-claims")
@@ -147,7 +152,8 @@ class CallBrain:
                 linger = CLOSED_LINGER_S if self.snapshot.state == "CLOSED" else None
                 pending = await self._next_input(follower, linger)
                 if pending is None:
-                    log.warning("[%s] no end of call reported: releasing it", self.call_id)
+                    if self.claim.lost is None:
+                        log.warning("[%s] no end of call reported: releasing it", self.call_id)
                     break
                 await self._decide(pending)
                 if self.snapshot.state == "CLOSED" and self.ended:
@@ -179,6 +185,8 @@ class CallBrain:
         if getter in done:
             return getter.result()
         if follower in done:
+            if self.claim.lost is not None:
+                return None  # taken over: see _taken_over
             raise RuntimeError(f"the call's follower stopped: {follower.exception()!r}")
         return None
 
@@ -198,13 +206,37 @@ class CallBrain:
                     continue
                 caught_up = True
                 for old in backlog:
+                    if self._taken_over(old.event):
+                        return
                     if old.stream_seq > self.last_seq:
                         await self._input_from(old)
                 if self.snapshot.state != "INIT":
                     elapsed = max(0.0, time.time() - self.claim.started.ts)
                     self.queue.put_nowait(Pending(d.Resume(elapsed), "resume", self.last_seq))
                 continue
+            if self._taken_over(env.event):
+                return
             await self._input_from(env)
+
+    def _taken_over(self, event: Any) -> bool:
+        """Another brain instance claimed the call after us: stop here, in stream order.
+
+        Says and decisions carry epoch-free Nats-Msg-Ids (a successor re-deciding a turn its
+        dead predecessor had half published must not publish it twice). So a stale owner
+        (a stalled process that resumed) deciding what its successor decides could store its
+        copy first, the successor's would be dropped as a duplicate, and the edge and the TTS
+        would then fence the stale copy out: the caller would hear nothing. Everything stored
+        after the successor's claim is the successor's to decide; nothing queued is decided."""
+        match event:
+            case schemas.Claimed(service="brain", epoch=epoch, instance=instance) if (
+                epoch > self.epoch and instance != self.w.instance
+            ):
+                self.claim.lost = f"taken over by {instance} (epoch {epoch})"
+                while not self.queue.empty():
+                    self.queue.get_nowait()
+                log.warning("[%s] brain stops: %s", self.call_id, self.claim.lost)
+                return True
+        return False
 
     async def _input_from(self, env: Envelope) -> None:
         """Map a bus message to a dialog input (enriching it: NLU, customer look-up)."""

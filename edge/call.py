@@ -288,7 +288,16 @@ class Call:
             self._first_audio.setdefault(out.utterance_id, self._loop.time())
         offered = len(out.pcm) // audio.FRAME_BYTES
         overflow, late = self.playout.overflow_frames, self.playout.late_frames
-        self.playout.push(out.utterance_id, out.pcm, last=out.last, interruptible=out.interruptible)
+        repeated = self.playout.repeated_frames
+        self.playout.push(
+            out.utterance_id,
+            out.pcm,
+            last=out.last,
+            interruptible=out.interruptible,
+            seq=out.seq,
+        )
+        if self.playout.repeated_frames != repeated:
+            metrics.DROPPED_OUT.labels("repeated").inc(offered)
         if self.playout.overflow_frames != overflow:
             metrics.DROPPED_OUT.labels("queue_full").inc(self.playout.overflow_frames - overflow)
             log.warning(

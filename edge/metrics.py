@@ -39,7 +39,8 @@ HTTP_REFUSALS: Final = Counter(
 )
 DROPPED_OUT: Final = Counter(
     "voicebot_edge_dropped_out_frames_total",
-    "Bot frames dropped: queue full or audio of a flushed/finished utterance",
+    "Bot frames dropped: queue full, audio of a flushed/finished utterance, or already received "
+    "(repeated: a new TTS owner re-speaking an utterance from its start)",
     ["reason"],
 )
 STALE_DROPPED: Final = Counter(

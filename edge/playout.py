@@ -5,6 +5,11 @@ one frame (silence when nothing is due). Playback notices (started / finished / 
 come back as values for the caller to publish. Utterances play in arrival order; an utterance
 starts once `prebuffer` frames are queued or its last message arrived, so a slow first message
 does not start it and then starve it at once.
+
+Messages of an utterance carry a sequence number. A TTS instance that takes a call over re-speaks
+an utterance its dead predecessor had only partly published from its start, numbered from 0
+again: what the edge already holds of it is skipped, so the caller hears it once, not its start
+twice.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ class _Utterance:
     started: bool = False
     played: int = 0
     idle_ticks: int = 0  # consecutive ticks at the head with nothing to play
+    last_seq: int = -1  # sequence number of the newest message accepted
 
 
 class Playout:
@@ -51,6 +57,7 @@ class Playout:
         self.underruns = 0  # ticks where a started utterance had no frame ready
         self.overflow_frames = 0  # frames refused because the queue was full
         self.late_frames = 0  # frames of an already flushed or finished utterance, dropped
+        self.repeated_frames = 0  # frames of messages already received (a re-spoken start)
 
     @property
     def queued_frames(self) -> int:
@@ -71,8 +78,17 @@ class Playout:
             return self._order[0].id
         return None
 
-    def push(self, utterance_id: str, pcm: bytes, *, last: bool, interruptible: bool = True) -> int:
-        """Queue an audio.out message; returns the frames accepted."""
+    def push(
+        self,
+        utterance_id: str,
+        pcm: bytes,
+        *,
+        last: bool,
+        interruptible: bool = True,
+        seq: int | None = None,
+    ) -> int:
+        """Queue an audio.out message (`seq`: its number in the utterance, if known); returns
+        the frames accepted."""
         if utterance_id in self._done:
             self.late_frames += len(pcm) // FRAME_BYTES
             return 0
@@ -84,6 +100,13 @@ class Playout:
         elif u.complete:  # audio after its last message
             self.late_frames += len(pcm) // FRAME_BYTES
             return 0
+        if seq is not None:
+            if seq <= u.last_seq:  # already here: a new owner re-speaking it from the start
+                self.repeated_frames += len(pcm) // FRAME_BYTES
+                # Its rendition may end sooner than what was kept (a voice that varies).
+                u.complete = u.complete or last
+                return 0
+            u.last_seq = seq
         accepted = 0
         for start in range(0, len(pcm) - FRAME_BYTES + 1, FRAME_BYTES):
             if self._queued >= self.max_frames:

@@ -42,8 +42,26 @@ MAX_DELIVERIES: Final = 20  # a call whose handler keeps failing is dropped, not
 FAILED_RETRY_S: Final = 0.5
 
 
+STOP_TRIES: Final = 100  # cancel() every 50 ms for 5 s, then say so
+
+
 def instance_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
+
+
+async def stop_task(task: asyncio.Task[None], what: str) -> None:
+    """Cancel `task` until it has stopped. One cancel() is not enough on Python 3.11: when the
+    future that `asyncio.wait_for` waits on (nats-py's request/publish) completes in the same
+    loop iteration as the cancellation, wait_for returns its result and drops the
+    CancelledError. A stalled owner resuming after a takeover (SIGSTOP, then SIGCONT) hit it:
+    the ack of its publish and the cancel arrived together and it went on deciding the call
+    beside its successor for the rest of the call."""
+    for _ in range(STOP_TRIES):
+        if task.done():
+            return
+        task.cancel()
+        await asyncio.wait([task], timeout=0.05)
+    log.error("%s ignored %d cancellations", what, STOP_TRIES)
 
 
 @dataclass(eq=False)
@@ -120,7 +138,14 @@ class CallClaims:
                     await asyncio.sleep(0.2)
                     continue
                 for msg in msgs:
-                    await self._take(msg)
+                    try:
+                        await self._take(msg)
+                    except (nats.errors.Error, TimeoutError) as e:
+                        # A look-up timed out (a cluster electing a leader): the call comes
+                        # back after ack_wait; the claims loop must not die with it.
+                        log.warning("%s: could not take a call now (%r)", self.claim.durable, e)
+                        with contextlib.suppress(Exception):
+                            await msg.nak(delay=FAILED_RETRY_S)
         finally:
             self.bus.off_reconnect(self._on_reconnect)
             for sub in (psub, alive_sub):
@@ -218,7 +243,7 @@ class CallClaims:
             self.released.pop(next(iter(self.released)))
         log.warning("[%s] %s lets the call go: %s", call_id, self.service, why)
         if claim.task is not None:
-            claim.task.cancel()
+            await stop_task(claim.task, f"[{call_id}] {self.service} call handler")
         if done and claim.msg is not None:
             with contextlib.suppress(Exception):
                 await claim.msg.ack()

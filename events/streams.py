@@ -133,11 +133,31 @@ CLAIMS: Final = {
 }
 
 
+# Fields we set, compared before updating a stream: an update is a proposal through the
+# cluster's meta leader, and seven processes starting at once on a fresh 3-node cluster each
+# updating both streams to what they already were timed out (5 s) and made a worker exit.
+_COMPARED: Final = (
+    "subjects",
+    "retention",
+    "storage",
+    "max_age",
+    "max_bytes",
+    "discard",
+    "duplicate_window",
+    "num_replicas",
+    "allow_direct",
+    "persist_mode",
+    "max_consumers",
+)
+READY_WITHIN_S: Final = 60.0  # a cluster that just started elects its leaders first
+_RETRY_S: Final = 0.5
+
+
 async def ensure_streams(
     js: JetStreamContext,
     retention: Retention | None = None,
     *,
-    wait_s: float = 60.0,
+    within_s: float = READY_WITHIN_S,
     manage: bool = True,
 ) -> None:
     """Create or update the streams and the claim consumers; safe to call at every start.
@@ -149,19 +169,18 @@ async def ensure_streams(
 
     The limits (retention, replicas) are the environment's (`Retention.from_env`: the same
     variables everywhere). A cluster that just started answers JetStream requests only once it
-    elected a leader (seconds), and a service may start before the admin created the streams:
-    transient
-    failures are retried for `wait_s`."""
-    deadline = time.monotonic() + wait_s
+    elected its leaders, and a service may start before the admin created the streams: requests
+    that time out are tried again for `within_s`."""
+    deadline = time.monotonic() + within_s
     while True:
         try:
             await _ensure_streams(js, retention or Retention.from_env(), manage=manage)
             return
         except (TimeoutError, ServiceUnavailableError, NoRespondersError) as e:
-            if time.monotonic() > deadline:
+            if time.monotonic() + _RETRY_S > deadline:
                 raise
-            log.info("JetStream streams not ready yet (%r): retrying", e)
-            await asyncio.sleep(0.5)
+            log.warning("JetStream not ready (%r): trying again", e)
+            await asyncio.sleep(_RETRY_S)
 
 
 async def _ensure_streams(js: JetStreamContext, retention: Retention, *, manage: bool) -> None:
@@ -174,7 +193,10 @@ async def _ensure_streams(js: JetStreamContext, retention: Retention, *, manage:
         if not manage:
             continue
         # Exists: update rather than add again (nats-server 2.15 answers a repeated add of a
-        # byte-limited stream with "insufficient storage", counting its reservation twice).
+        # byte-limited stream with "insufficient storage", counting its reservation twice),
+        # and only when something changed.
+        if not _differs(info.config, cfg):
+            continue
         try:
             await js.update_stream(cfg)
         except APIError as e:
@@ -237,6 +259,24 @@ async def ensure_durable(js: JetStreamContext, consumer: DurableConsumer) -> Non
         if e.err_code != 10148:  # consumer already exists with a different config
             raise
         log.info("consumer %s exists with another config; keeping it", consumer.durable)
+
+
+def _differs(have: api.StreamConfig, want: api.StreamConfig) -> bool:
+    return any(_norm(getattr(have, f)) != _norm(getattr(want, f)) for f in _COMPARED)
+
+
+def _norm(value: object) -> object:
+    """Server and client spell the same setting differently: enums or strings, ints or
+    floats, None or -1 for "no limit"."""
+    if value is None:
+        return -1.0
+    if isinstance(value, list):
+        return sorted(str(v) for v in value)
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return str(getattr(value, "value", value))
 
 
 async def ensure_claims(js: JetStreamContext, claim: ClaimConsumer) -> None:

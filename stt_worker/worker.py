@@ -5,7 +5,8 @@ The owner reads the call's `audio.in` from the AUDIO stream, feeds the provider,
 what it hears on `call.<id>.transcript` with a per-call monotonic `seq` and its claim epoch (the
 `Nats-Msg-Id` is `<id>:stt:<epoch>:<seq>`, so a retried publish is stored once, and a stale
 owner's transcripts never collide with the new owner's). A takeover resumes after the last
-transcript the dead owner published, re-reads the audio from there, and publishes a `gap` first.
+transcript the dead owner published and re-reads the audio from there; a `gap` is published
+first only if the stream no longer holds part of that audio.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ CATCH_UP_IDLE_S: Final = 0.3  # after the call ended: audio quiet this long mean
 CATCH_UP_MAX_S: Final = 3.0
 RESTART_BACKOFF_S: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
 TIMELINE_KEEP_S: Final = 60.0
+# A takeover re-reads the call's audio from the AUDIO stream; a gap is reported only when the
+# stream no longer holds the start of what the dead owner left untranscribed (beyond a frame
+# of rounding). A gap makes the brain ask the caller to repeat: never for audio that was heard.
+GAP_TOLERANCE_S: Final = 0.03
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +223,8 @@ class CallTranscriber:
         while (chunk := await self._queue.get()) is not None:
             if not self._gap_sent:
                 self._gap_sent = True
-                await self._publish_gap(self.resume_from, chunk.audio_t, "takeover")
+                if chunk.audio_t > self.resume_from + GAP_TOLERANCE_S:
+                    await self._publish_gap(self.resume_from, chunk.audio_t, "takeover")
             self.timeline.add(chunk)
             yield chunk.pcm
         self.audio_done = True

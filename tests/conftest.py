@@ -36,6 +36,15 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         _STARTED.remove(server)
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--fault-table",
+        action="store_true",
+        help="after tests/faults: one row per fault (the caller's longest wait, normal end, "
+        "events lost/duplicated, time to recover)",
+    )
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """A test that timed out in its teardown leaves its server running: stop it here."""
     for server in _STARTED:

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Final
 
@@ -100,7 +101,9 @@ async def generate_configured(config: TtsConfig) -> list[str]:
 
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # One temporary name per process: two TTS instances starting on a fresh cache write the
+    # same phrases at once, and a shared name let one move the other's half-written file in.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_bytes(data)
     tmp.replace(path)  # a reader never sees half a file
 

@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from events.audio import SAMPLE_RATE
+from events.runtime import exit_with_parent
 
 log = logging.getLogger("tts_worker.resample")
 
@@ -103,7 +104,12 @@ class AudioPool:
         self._next = itertools.cycle(range(self.workers))
 
     def _new_shard(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=1, mp_context=self._context)
+        return ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=self._context,
+            initializer=exit_with_parent,
+            initargs=(os.getpid(),),
+        )
 
     async def start(self) -> None:
         """Start every process now so the first utterance does not pay for it."""

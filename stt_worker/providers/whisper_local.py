@@ -22,6 +22,7 @@ import functools
 import logging
 import math
 import multiprocessing
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,6 +34,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from events.runtime import exit_with_parent
 from stt_worker import answers
 from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout, SttContext
 from stt_worker.silero import SileroVad
@@ -82,7 +84,8 @@ DIGITS_MARGIN: Final = 0.5
 _engine: dict[str, Any] = {}
 
 
-def _init_process(model_dir: str, threads: int) -> None:
+def _init_process(model_dir: str, threads: int, parent_pid: int) -> None:
+    exit_with_parent(parent_pid)
     import ctranslate2
     import tokenizers
     from faster_whisper.feature_extractor import FeatureExtractor
@@ -277,7 +280,7 @@ class WhisperPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_process,
-            initargs=(str(self.model_dir), self.threads),
+            initargs=(str(self.model_dir), self.threads, os.getpid()),
         )
 
     async def start(self) -> None:

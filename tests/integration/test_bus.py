@@ -91,6 +91,19 @@ async def test_streams_are_created_idempotently(bus: Bus) -> None:
     assert set(audio.config.subjects or []) == set(streams.AUDIO_SUBJECTS)
 
 
+async def test_streams_already_as_wanted_are_not_updated(bus: Bus) -> None:
+    """Every process ensures the streams at its start: an update of an unchanged stream is a
+    needless proposal to a cluster's meta leader (seven at once timed out on a fresh cluster)."""
+    wanted = streams.Retention(calls_days=30)
+    await streams.ensure_streams(bus.js, wanted)
+    for cfg in streams.stream_configs(wanted):
+        have = (await bus.js.stream_info(cfg.name or "")).config
+        assert not streams._differs(have, cfg), cfg.name
+    for cfg in streams.stream_configs(streams.Retention(calls_days=31, replicas=3)):
+        have = (await bus.js.stream_info(cfg.name or "")).config
+        assert streams._differs(have, cfg), cfg.name
+
+
 async def test_duplicate_publishes_with_one_msg_id_are_stored_once(bus: Bus) -> None:
     subject, good = VALID["say"]
     first = await bus.publish(subject, good, msg_id="same")

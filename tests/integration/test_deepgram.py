@@ -17,6 +17,8 @@ from loopback.deepgram_live import (
     SpeechStarted,
     Transcript,
     UtteranceEnd,
+    key_of,
+    key_tone,
 )
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError
@@ -322,3 +324,27 @@ async def test_models_without_keyterms_get_none() -> None:
         context.expect("category")
     (conn,) = dg.connections
     assert conn.keyterms == [] and conn.configures == []
+
+
+def test_key_tones_are_told_apart_even_in_part() -> None:
+    for k in range(20):
+        tone = key_tone(k, 0.6)
+        assert key_of(tone) == k
+        assert key_of(tone[len(tone) // 2 : len(tone) // 2 + 1600]) == k  # 0.1 s from the middle
+    assert key_of(bytes(3200)) is None
+    noise = np.random.default_rng(1).normal(0, 3000, 8000).astype("<i2").tobytes()
+    assert key_of(noise) is None
+
+
+@pytest.mark.timeout(15)
+async def test_keyed_mode_hears_the_same_line_on_any_connection() -> None:
+    """A takeover re-sends the caller's audio on a new connection: it must hear the same text,
+    including a line the first connection already heard (utterance mode would pop the next)."""
+    silence = bytes(16000)
+    call = silence[:8000] + key_tone(2) + silence + key_tone(0) + silence
+    async with DeepgramLoopback(api_key=KEY, keyed=["Zéro.", "Un.", "Deux."]) as dg:
+        first = [h async for h in provider(dg).stream(feed(call))]
+        second = [h async for h in provider(dg).stream(feed(call[8000:]))]
+    finals = [[h.text for h in heard if h.kind == "final" and h.text] for heard in (first, second)]
+    assert finals == [["Deux.", "Zéro."], ["Deux.", "Zéro."]]
+    assert len(dg.connections) == 2

@@ -252,7 +252,7 @@ async def test_provider_failure_publishes_an_error_and_the_call_goes_on(bus: Bus
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-async def test_a_dead_instances_call_moves_to_the_other_with_a_gap(
+async def test_a_dead_instances_call_moves_to_the_other_without_a_false_gap(
     bus: Bus, nats_server: NatsServer, model_dir: Path
 ) -> None:
     buses = [await Bus.connect(nats_server.url, "stt_worker") for _ in range(2)]
@@ -294,9 +294,9 @@ async def test_a_dead_instances_call_moves_to_the_other_with_a_gap(
         events = await transcripts(bus, cid)
         kinds = [type(e).__name__ for e in events]
         assert kinds[:3] == ["SpeechStarted", "Final", "UtteranceEnd"]
-        assert kinds[3] == "Gap"
-        gap = events[3]
-        assert gap.reason == "takeover" and gap.from_s == pytest.approx(events[2].last_word_end)
+        # The new owner re-read the audio after the last transcript from the AUDIO stream:
+        # nothing went untranscribed, so no gap (which would make the bot ask to repeat).
+        assert "Gap" not in kinds
         assert answers.meanings(got[0].text) == {"oui"}
         assert answers.meanings(got[1].text) == {"non"}
         assert len(got) == 2  # the first utterance was not transcribed twice

@@ -6,6 +6,11 @@ transcribed and when, and the wire traffic is the one Deepgram's servers produce
 (interim and final), `SpeechStarted`, `UtteranceEnd`, `Metadata` on close; `KeepAlive` and
 `CloseStream` text messages; the 10 s no-audio close (1011, NET-0001); HTTP 401 on a bad key.
 
+Keyed mode: a test caller's line k is a tone burst at `key_hz(k)` (`key_tone(k)`), and every
+connection hears the same text for the same audio, whichever connection it arrives on: a worker
+that takes a call over after another died and re-sends the caller's audio gets the same
+transcript, where utterance mode (one shared list, popped per stretch) would skip a line.
+
 Fault injection (per instance): drop the TCP connection abruptly after N bytes of audio, delay every
 response, refuse the first N handshakes with HTTP 503, hang the first N handshakes, or never answer.
 Every connection is recorded for the test to inspect.
@@ -27,6 +32,7 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -39,6 +45,41 @@ NET0001_REASON = (
 _MODEL_UUID = "1dbdfb4d-85b2-4659-9831-16b3c76229aa"
 _BOOLEAN_PARAMS = ("interim_results", "vad_events", "smart_format", "punctuate")
 _ENCODINGS = {"linear16", "linear32", "flac", "alaw", "mulaw", "amr-nb", "amr-wb", "opus", "speex"}
+SAMPLE_RATE = 8000
+# Keyed mode: line k is a tone at KEY_BASE_HZ + k * KEY_STEP_HZ. 150 Hz apart, a stretch of 0.1 s
+# (a frame resolution of 10 Hz) is told apart with a wide margin; 0..19 stay below 3.2 kHz.
+KEY_BASE_HZ = 300.0
+KEY_STEP_HZ = 150.0
+KEY_LINES = 20
+
+
+def key_hz(k: int) -> float:
+    if not 0 <= k < KEY_LINES:
+        raise ValueError(f"keyed lines are numbered 0..{KEY_LINES - 1}, got {k}")
+    return KEY_BASE_HZ + k * KEY_STEP_HZ
+
+
+def key_tone(k: int, seconds: float = 0.6, *, dbfs: float = -12.0) -> bytes:
+    """Line k of a keyed script as 8 kHz s16le "speech": a tone burst with 10 ms ramps."""
+    n = int(seconds * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    amplitude = 32767 * 10 ** (dbfs / 20)
+    ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.01 * SAMPLE_RATE))
+    x = amplitude * ramp * np.sin(2 * np.pi * key_hz(k) * t)
+    return bytes(x.astype("<i2").tobytes())
+
+
+def key_of(pcm: bytes) -> int | None:
+    """Which keyed line a stretch of 8 kHz s16le audio is (its dominant frequency), or None."""
+    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
+    if len(x) < SAMPLE_RATE // 50:
+        return None
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
+    peak = float(np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)[int(np.argmax(spectrum))])
+    k = round((peak - KEY_BASE_HZ) / KEY_STEP_HZ)
+    if not 0 <= k < KEY_LINES or abs(peak - key_hz(k)) > KEY_STEP_HZ / 3:
+        return None
+    return k
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +172,7 @@ class DeepgramLoopback:
         utterances: Sequence[str] | None = None,
         utterance_silence_s: float = 0.5,
         voice_dbfs: float = -40.0,
+        keyed: Sequence[str] | None = None,
     ) -> None:
         self.api_key = api_key
         # Utterance mode: instead of cues at fixed audio times, each voiced stretch of the audio
@@ -138,6 +180,11 @@ class DeepgramLoopback:
         # "heard" as the next of `utterances`, so a test caller's lines get scripted transcripts
         # whatever their length. Shared by all connections, so a reconnect continues the list.
         self.utterances = list(utterances) if utterances is not None else None
+        # Keyed mode (segmented like utterance mode): a stretch whose tone is line k's is heard
+        # as `keyed[k]` on any connection; an unkeyed stretch is heard as "".
+        self.keyed = list(keyed) if keyed is not None else None
+        if self.utterances is not None and self.keyed is not None:
+            raise ValueError("choose utterance mode or keyed mode, not both")
         self.utterance_silence_s = utterance_silence_s
         self.voice_dbfs = voice_dbfs
         self.heard: list[str] = []
@@ -282,7 +329,7 @@ class _Session:
             self.record.dropped = True
             self.ws.transport.abort()  # no close frame: what a network cut looks like
             return True
-        if self.server.utterances is not None:
+        if self.server.utterances is not None or self.server.keyed is not None:
             await self._segment()
             return False
         await self._play(self.record.audio_seconds)
@@ -311,9 +358,7 @@ class _Session:
             elif t - self.last_voice >= self.server.utterance_silence_s:
                 start, end = self.voiced_from, self.last_voice
                 self.voiced_from = None
-                script = self.server.utterances
-                assert script is not None
-                text = script.pop(0) if script else ""
+                text = self._heard_as(start, end)
                 self.server.heard.append(text)
                 await self._send_event(
                     Transcript(
@@ -321,6 +366,17 @@ class _Session:
                     )
                 )
                 await self._send_event(UtteranceEnd(round(end, 2)))
+
+    def _heard_as(self, start: float, end: float) -> str:
+        """The text of the voiced stretch [start, end] (seconds of this connection's audio)."""
+        keyed = self.server.keyed
+        if keyed is not None:
+            stretch = self.record.audio[int(start * SAMPLE_RATE) * 2 : int(end * SAMPLE_RATE) * 2]
+            k = key_of(bytes(stretch))
+            return keyed[k] if k is not None and k < len(keyed) else ""
+        script = self.server.utterances
+        assert script is not None
+        return script.pop(0) if script else ""
 
     async def _on_text(self, text: str) -> bool:
         try:

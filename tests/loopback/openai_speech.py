@@ -23,6 +23,9 @@ RATE_HZ = 24000
 @dataclass(frozen=True, kw_only=True)
 class SpeechScript:
     frequency_hz: float = 1000.0
+    # A sweep from `frequency_hz` to this over the duration: no two 20 ms frames alike, so a
+    # test can tell from the audio which part of an utterance was heard (and if twice).
+    sweep_to_hz: float | None = None
     duration_s: float = 0.5
     amplitude: int = 8000
     delay_s: float = 0.0  # before the response head (the provider's time to first byte)
@@ -44,8 +47,16 @@ class SpeechRequest:
 
 def sine(script: SpeechScript) -> bytes:
     samples = round(script.duration_s * RATE_HZ)
-    step = 2 * math.pi * script.frequency_hz / RATE_HZ
-    wave = (round(script.amplitude * math.sin(step * n)) for n in range(samples))
+    f0 = script.frequency_hz
+    # Linear chirp: phase(t) = 2π (f0 t + (f1 - f0) t² / 2d); a plain tone when f1 == f0.
+    slope = ((script.sweep_to_hz or f0) - f0) / max(script.duration_s, 1e-9)
+    wave = (
+        round(
+            script.amplitude
+            * math.sin(2 * math.pi * (f0 * (n / RATE_HZ) + slope * (n / RATE_HZ) ** 2 / 2))
+        )
+        for n in range(samples)
+    )
     return array("h", wave).tobytes()
 
 
@@ -189,6 +200,8 @@ class OpenAISpeechServer:
             return False
         finally:
             gone.cancel()
+            # Let the cancelled read let go of the reader before the next request reads it.
+            await asyncio.gather(gone, return_exceptions=True)
             await self._notify()
 
     async def _error(self, writer: asyncio.StreamWriter, status: int, message: str) -> None:

@@ -126,3 +126,30 @@ def test_empty_last_message_finishes_the_utterance() -> None:
     p.push("a", b"", last=True)
     frame, notices = p.next_frame()
     assert frame == SILENCE and notices == [Notice("finished", "a", 1)]
+
+
+def test_a_re_spoken_start_is_not_played_twice() -> None:
+    """A new TTS owner re-speaks a partly published utterance from seq 0: the frames the edge
+    already holds (or played) are skipped, the rest follows on."""
+    p = Playout(prebuffer_frames=1)
+    p.push("u1", frames(2, 1), last=False, seq=0)
+    p.push("u1", frames(2, 2), last=False, seq=1)
+    played, _ = drain(p, 3)  # the old owner's audio plays, then it dies
+    assert p.push("u1", frames(2, 1), last=False, seq=0) == 0  # the new owner, from the start
+    assert p.push("u1", frames(2, 2), last=False, seq=1) == 0
+    assert p.push("u1", frames(2, 3), last=True, seq=2) == 2
+    out, notices = drain(p, 4)
+    heard = [f for f in played + out if f != SILENCE]
+    assert heard == [frames(1, 1)] * 2 + [frames(1, 2)] * 2 + [frames(1, 3)] * 2
+    assert notices[-1] == Notice("finished", "u1", 6)
+    assert p.repeated_frames == 4
+
+
+def test_a_re_spoken_rendition_that_ends_sooner_still_ends_the_utterance() -> None:
+    p = Playout(prebuffer_frames=1)
+    p.push("u1", frames(2), last=False, seq=0)
+    p.push("u1", frames(2), last=False, seq=1)
+    p.push("u1", frames(1), last=True, seq=1)  # the new owner's rendition ends here
+    _, notices = drain(p, 5)
+    assert notices[-1] == Notice("finished", "u1", 4)
+    assert p.idle
