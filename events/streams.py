@@ -32,6 +32,11 @@ CALLS_SUBJECTS: Final = (
 AUDIO_SUBJECTS: Final = ("call.*.audio.in", "call.*.audio.out")
 
 DAY_S: Final = 86_400
+# nats-server 2.15 caps a stream at 1000 consumers unless the stream sets its own limit (and -1
+# no longer means unlimited). Each live call holds three CALLS tails (brain, TTS, STT) and one
+# AUDIO tail (STT): at the default, about 330 concurrent calls, and the burst of 200 calls
+# starting together was refused consumers ("maximum consumers limit reached").
+MAX_CONSUMERS: Final = 20_000
 PERSIST_MODE_IS_FIXED: Final = 10052  # nats-server: "can not change persist mode"
 
 
@@ -76,6 +81,7 @@ def stream_configs(r: Retention) -> list[api.StreamConfig]:
             duplicate_window=r.duplicate_window_s,
             allow_direct=True,
             num_replicas=r.replicas,
+            max_consumers=MAX_CONSUMERS,
         ),
         api.StreamConfig(
             name=AUDIO,
@@ -88,6 +94,7 @@ def stream_configs(r: Retention) -> list[api.StreamConfig]:
             duplicate_window=r.duplicate_window_s,
             allow_direct=True,
             num_replicas=r.replicas,
+            max_consumers=MAX_CONSUMERS,
             # Audio is published without acks, at 50 messages a second per call each way: with
             # nats.conf's `sync_interval: always` every one was fsynced, and at 200 calls the
             # server stored fewer than half of them (and the CALLS acks queued behind). Audio

@@ -27,7 +27,7 @@ from events.bus import Bus
 from events.claims import CallClaims, Claim
 from stt_worker import metrics
 from stt_worker.config import SttConfig
-from stt_worker.follow import follow_expectations
+from stt_worker.follow import ExpectationTracker
 from stt_worker.providers.base import (
     Heard,
     ProviderError,
@@ -146,16 +146,13 @@ class CallTranscriber:
             self.provider.name,
             self.takeover,
         )
-        watcher = asyncio.create_task(self._watch_end(), name=f"stt-end-{self.cid}")
+        watcher = asyncio.create_task(self._follow_call(), name=f"stt-follow-{self.cid}")
         pump = asyncio.create_task(self._pump_audio(start_time), name=f"stt-audio-{self.cid}")
         closer = asyncio.create_task(self._close_after_end(pump), name=f"stt-close-{self.cid}")
-        follower = asyncio.create_task(
-            follow_expectations(self.bus, self.cid, self.context), name=f"stt-follow-{self.cid}"
-        )
         try:
             await self._transcribe()
         finally:
-            tasks = (watcher, pump, closer, follower)
+            tasks = (watcher, pump, closer)
             for task in tasks:
                 task.cancel()
             results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -201,11 +198,22 @@ class CallTranscriber:
                 continue  # already transcribed by the previous owner
             self._queue.put_nowait(chunk)
 
-    async def _watch_end(self) -> None:
-        async for env in self.bus.replay(f"call.{self.cid}.event.>"):
-            if isinstance(env.event, schemas.Ended | schemas.Hangup):
-                self.ended.set()
-                return
+    async def _follow_call(self) -> None:
+        """The call's end, and what the dialog expects (`decision.expecting`, for the
+        recogniser), from one stream tail: a consumer per call, not one per kind of message
+        (nats-server keeps a bounded number of consumers per stream)."""
+        tracker = ExpectationTracker(self.context)
+        cid = self.cid
+        async with self.bus.tail(
+            streams.CALLS, [f"call.{cid}.event.>", subjects.decision(cid)], name=f"stt-{cid}"
+        ) as tail:
+            async for msg in tail:
+                env = self.bus.decode(msg)
+                match env.event if env is not None else None:
+                    case schemas.Decision() as decision:
+                        tracker.apply(decision)
+                    case schemas.Ended() | schemas.Hangup():
+                        self.ended.set()
 
     async def _close_after_end(self, pump: asyncio.Task[None]) -> None:
         """Once the call ended, read what audio is left, then end the provider's input."""
@@ -220,11 +228,18 @@ class CallTranscriber:
         self._queue.put_nowait(None)
 
     async def _audio(self) -> AsyncIterator[bytes]:
+        next_t: float | None = None  # call-audio time the next chunk should start at
         while (chunk := await self._queue.get()) is not None:
             if not self._gap_sent:
                 self._gap_sent = True
                 if chunk.audio_t > self.resume_from + GAP_TOLERANCE_S:
                     await self._publish_gap(self.resume_from, chunk.audio_t, "takeover")
+            elif next_t is not None and chunk.audio_t > next_t + GAP_TOLERANCE_S:
+                # The edge numbers caller audio by the samples it received, so a jump is audio
+                # that never reached the stream (published while a cluster had no AUDIO
+                # leader): the caller may have said something the bot will never hear.
+                await self._publish_gap(next_t, chunk.audio_t, "audio_lost")
+            next_t = chunk.audio_t + len(chunk.pcm) / 2 / audio.SAMPLE_RATE
             self.timeline.add(chunk)
             yield chunk.pcm
         self.audio_done = True

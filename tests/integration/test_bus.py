@@ -281,3 +281,21 @@ async def test_audio_is_flushed_asynchronously_and_events_synced(
         await b.close()
     finally:
         server.stop()
+
+
+async def test_streams_take_more_consumers_than_the_servers_default_thousand(bus: Bus) -> None:
+    """nats-server 2.15 caps a stream at 1000 consumers unless it sets its own limit: 200 calls
+    starting together hold more than that (three CALLS tails a call, and the workers')."""
+    for name in (streams.CALLS, streams.AUDIO):
+        info = await bus.js.stream_info(name)
+        assert info.config.max_consumers == streams.MAX_CONSUMERS
+    tails = [
+        bus.tail(streams.CALLS, [subjects.all_of(subjects.new_call_id())], name=f"t{n}")
+        for n in range(1100)
+    ]
+    try:
+        await asyncio.gather(*(tail.start() for tail in tails))
+        info = await bus.js.stream_info(streams.CALLS)
+        assert info.state.consumer_count >= 1100
+    finally:
+        await asyncio.gather(*(tail.close() for tail in tails))

@@ -249,6 +249,48 @@ async def test_provider_failure_publishes_an_error_and_the_call_goes_on(bus: Bus
         task.cancel()
 
 
+class EchoProvider:
+    """Scripted: every chunk is heard as a word, at its own times."""
+
+    name = "echo"
+
+    async def stream(
+        self, audio_in: AsyncIterator[bytes], *, call_id: str = "-", context: object = None
+    ) -> AsyncIterator[Heard]:
+        fed = 0.0
+        async for pcm in audio_in:
+            start, fed = fed, fed + len(pcm) / 16000
+            yield Heard("final", text="allo", start=start, end=fed, speech_final=True)
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+async def test_caller_audio_that_never_reached_the_stream_is_a_gap(bus: Bus) -> None:
+    """A 3-node cluster without an AUDIO leader for a few seconds stores none of the audio
+    published meanwhile: the STT worker sees its call-audio time jump and says so."""
+    cid, now = await start_call(bus)
+    started = schemas.Started(call_id=cid, ts=now)
+    call = CallTranscriber(
+        bus, EchoProvider(), SttConfig(), Claim(started=started, epoch=1, takeover=False)
+    )
+    task = asyncio.create_task(call.run())
+    try:
+        audio_t, seq = await send_audio(bus, cid, bytes(3200 * 3), 0.0, 0)  # 0.0 - 0.6 s
+        await send_audio(bus, cid, bytes(3200 * 2), audio_t + 1.5, seq + 15)  # 1.5 s lost
+
+        async def gap() -> list[schemas.Gap]:
+            return [e for e in await transcripts(bus, cid) if isinstance(e, schemas.Gap)]
+
+        [lost] = await until(gap, 10, "the gap")
+        assert lost.reason == "audio_lost"
+        assert (lost.from_s, lost.to_s) == (pytest.approx(0.6), pytest.approx(2.1))
+        assert len(finals(await transcripts(bus, cid))) >= 3  # the audio around it still heard
+        await end_call(bus, cid)
+        await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
+
+
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(60)
