@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         "--port-base",
         type=int,
         default=None,
-        help="the started system's ports: AudioSocket, HTTP, metrics x2, NATS, PostgreSQL from "
+        help="the started system's ports: AudioSocket, HTTP, metrics, NATS, PostgreSQL from "
         "this one on (default: free ports)",
     )
     p.add_argument("--concurrency", type=int, default=2, help="calls at once (default 2)")

@@ -29,20 +29,18 @@ class Ports:
     audiosocket: int
     http: int
     metrics: int
-    workers_metrics: int
     nats: int
     pg: int
 
     @classmethod
     def from_base(cls, base: int) -> Ports:
-        """Six consecutive ports from `base`, in the order of the `voicebot up` variables."""
+        """Five consecutive ports from `base`, in the order of the `voicebot up` variables."""
         return cls(
             audiosocket=base,
             http=base + 1,
             metrics=base + 2,
-            workers_metrics=base + 3,
-            nats=base + 4,
-            pg=base + 5,
+            nats=base + 3,
+            pg=base + 4,
         )
 
     @classmethod
@@ -51,7 +49,6 @@ class Ports:
             audiosocket=free_port(),
             http=free_port(),
             metrics=free_port(),
-            workers_metrics=free_port(),
             nats=free_port(),
             pg=free_port(),
         )
@@ -78,7 +75,11 @@ async def voicebot_up(
         "AUDIOSOCKET_PORT": str(ports.audiosocket),
         "HTTP_PORT": str(ports.http),
         "METRICS_PORT": str(ports.metrics),
-        "WORKERS_METRICS_PORT": str(ports.workers_metrics),
+        # The workers' metrics are not needed here: off, so nothing collides with `make run`.
+        "STT_METRICS_PORT": "0",
+        "BRAIN_METRICS_PORT": "0",
+        "TTS_METRICS_PORT": "0",
+        "ARCHIVER_METRICS_PORT": "0",
         "NATS_PORT": str(ports.nats),
         "PG_PORT": str(ports.pg),
         "VOICEBOT_DATA_DIR": str(data_dir),

@@ -75,6 +75,7 @@ def service_env(
         "STT_METRICS_PORT": "0",
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
+        "ARCHIVER_METRICS_PORT": "0",
         "EDGE_RT_PRIORITY": "0",
         "EDGE_ID": f"edge-{audiosocket_port}",
         "NLU_PROVIDER": "rules",

@@ -52,6 +52,7 @@ async def running_pipeline(
         "STT_METRICS_PORT": "0",
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
+        "ARCHIVER_METRICS_PORT": "0",
         "EDGE_RT_PRIORITY": "0",
         "NLU_PROVIDER": "rules",
         "TTS_PROVIDER": "espeak",
