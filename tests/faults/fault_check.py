@@ -108,6 +108,10 @@ class CallRecord:
         """What the bot said, in order: phrase keys, "text" for synthesized text."""
         return [s.phrase or "text" for s in self.of(schemas.Say)]
 
+    def lost_audio_gaps(self) -> list[schemas.Gap]:
+        """Stretches of caller audio the STT worker said never reached the stream."""
+        return [g for g in self.of(schemas.Gap) if g.reason == "audio_lost"]
+
     def ended(self) -> schemas.Ended | None:
         ended = self.of(schemas.Ended)
         return ended[0] if ended else None

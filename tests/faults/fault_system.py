@@ -34,7 +34,7 @@ from loopback.deepgram_live import DeepgramLoopback
 from loopback.openai_speech import OpenAISpeechServer, SpeechScript
 
 from events.bus import Bus
-from events.streams import ensure_streams
+from events.streams import Retention, ensure_streams
 from voicebot.processes import WORKERS, ServiceProcess
 from voicebot.servers import free_port
 
@@ -206,7 +206,10 @@ class FaultSystem:
         self._stop = asyncio.Event()
         bus = await Bus.connect(self.nats_url, "faults-setup")
         try:
-            await ensure_streams(bus.js)  # waits for a cluster that just started
+            # What `voicebot streams` does (as the admin: the services only check the streams),
+            # with the services' settings (R3 on a cluster); it waits for a cluster that just
+            # started to elect its leaders.
+            await ensure_streams(bus.js, Retention.from_env(self.env))
         finally:
             await bus.close()
         async with (

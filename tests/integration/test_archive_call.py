@@ -24,7 +24,7 @@ from events.bus import Bus
 from events.streams import AUDIO, CALLS
 from tts_worker.providers.espeak import synthesize_8k
 from voicebot import recording
-from voicebot.caller import Caller, parse_script
+from voicebot.caller import Caller, Line, parse_script
 from voicebot.export import export_call
 from voicebot.replay import replay
 from voicebot.servers import NatsServer
@@ -42,9 +42,9 @@ class SentCaller(Caller):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.sent: list[tuple[float, bytes]] = []
 
-    async def _queue_pcm(self, pcm: bytes) -> None:
+    async def _queue_pcm(self, pcm: bytes, line: Line) -> None:
         self.sent.append((self.result.frames_in * 0.02, pcm))
-        await super()._queue_pcm(pcm)
+        await super()._queue_pcm(pcm, line)
 
 
 def espeak(text: str) -> bytes:
