@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events import schemas, subjects
+from events.auth import Login
 from events.bus import Bus, Envelope
 
 WATCHED = ("decision", "say", "playback", "transcript", "event.>")
@@ -145,7 +146,9 @@ class Watch:
 
     @classmethod
     async def connect(cls, url: str) -> Watch:
-        watch = cls(await Bus.connect(url, "quality", connect_timeout=5))
+        # Read only, as `voicebot trace` does: the `tracer` user of nats-auth.conf.
+        login = Login.from_env("tracer")
+        watch = cls(await Bus.connect(url, "quality", login=login, connect_timeout=5))
         for kind in WATCHED:
             watch._subs.append(await watch.bus.subscribe(f"call.*.{kind}", watch._on))
         return watch

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from events import env as env_lib
 from voicebot.servers import free_port
 
 READY_TIMEOUT_S = 240.0  # first start: the phrase cache and the Whisper model are prepared
@@ -100,6 +101,8 @@ async def voicebot_up(
         )
         try:
             await _wait_ready(proc, ports.http, log)
+            # The NATS passwords it generated: the harness watches the calls as user `tracer`.
+            env_lib.load_dotenv(data_dir / "secrets.env")
             yield Running(ports, f"nats://127.0.0.1:{ports.nats}", log)
         finally:
             await _stop(proc)
