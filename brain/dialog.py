@@ -674,14 +674,17 @@ class Dialog:
         return self._prompt(s, out, phrase="ask_identity")
 
     def _identity_answer(self, s: Snapshot, h: Heard, out: list[Action]) -> Snapshot:
-        gave_phone = "phone" in h.slots
+        # A number heard with a digit lost is no phone slot, but a customer's number close to
+        # it is one to read back.
+        gave_phone = "phone" in h.slots or h.near is not None
         if s.confirming_phone:
             candidate = (s.candidate_id, s.candidate_name)
             s = msgspec.structs.replace(
                 s, confirming_phone=False, candidate_id=None, candidate_name=None
             )
             said_again = gave_phone and (
-                h.slots["phone"] == s.phone or (h.near is not None and h.near.id == candidate[0])
+                h.slots.get("phone") == s.phone
+                or (h.near is not None and h.near.id == candidate[0])
             )
             if said_again or (h.intent == "affirm" and not gave_phone):
                 if candidate[0] is not None:  # the close customer's number, confirmed
@@ -697,7 +700,7 @@ class Dialog:
                 s = msgspec.structs.replace(s, state="DIAGNOSTIC", misunderstood=0)
                 return self._category_answer(s, h.intent, h.slots.get("category"), h.text, out)
         name = h.slots.get("name") or s.name
-        phone = h.slots.get("phone") or s.phone
+        phone = h.slots.get("phone") or (h.near.phone if h.near else None) or s.phone
         s = msgspec.structs.replace(
             s, name=name, phone=phone, identity_attempts=s.identity_attempts + 1
         )

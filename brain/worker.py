@@ -36,6 +36,7 @@ from brain.metrics import (
     NLU_SECONDS,
 )
 from brain.nlu import Nlu, understand
+from brain.nlu.numbers_fr import to_digits
 from brain.phone import caller_id
 from brain.solutions import Catalog
 from brain.store import Store
@@ -49,6 +50,7 @@ log = logging.getLogger("brain")
 
 CLOSED_LINGER_S = 30.0  # how long a finished dialog waits for the edge's `ended`
 LOOKUP_TIMEOUT_S = 1.0  # a customer or technician look-up; then the dialog goes on without it
+MIN_PROBE_DIGITS, MAX_PROBE_DIGITS = 8, 12  # a number heard with a digit or two wrong
 TICKET_TIMEOUT_S = 2.0  # the ticket insert, while the caller hears the hold phrase
 
 
@@ -304,10 +306,8 @@ class CallBrain:
         phone = nlu.slots.get("phone")
         if phone:
             customer = await self._lookup(phone)
-            if customer is None and self.store is not None:
-                near = await _quiet(
-                    self.store.find_customer_near(phone), self.call_id, LOOKUP_TIMEOUT_S
-                )
+        if customer is None and self.store is not None:
+            near = await self._near_customer(phone, text)
         heard = d.Heard(
             text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone), near=near
         )
@@ -379,6 +379,22 @@ class CallBrain:
         customer = await self._lookup(caller)
         if customer is not None:
             self.queue.put_nowait(Pending(d.CallerKnown(customer), "caller_known", 0))
+
+    async def _near_customer(self, phone: str | None, text: str) -> d.Customer | None:
+        """While the caller identifies: the customer whose number is a digit or two from what
+        was heard, even when what was heard is no valid number ("0.12 34 56 78": a digit
+        lost). The dialog reads it back; only the caller's yes identifies them."""
+        if self.snapshot.state not in ("WELCOME", "IDENTIFICATION"):
+            return None
+        probe = phone or to_digits(text)
+        if not MIN_PROBE_DIGITS <= len(probe.lstrip("+")) <= MAX_PROBE_DIGITS:
+            return None
+        near: d.Customer | None = await _quiet(
+            self.store.find_customer_near(probe) if self.store else _none(),
+            self.call_id,
+            LOOKUP_TIMEOUT_S,
+        )
+        return near
 
     async def _lookup(self, phone: str) -> d.Customer | None:
         if self.store is None:
@@ -544,6 +560,10 @@ class CallBrain:
         handle = self.timers.pop(name, None)
         if handle is not None:
             handle.cancel()
+
+
+async def _none() -> None:
+    return None
 
 
 async def _quiet(coro: Any, call_id: str, timeout_s: float) -> Any:

@@ -247,10 +247,15 @@ def find_phone(ws: Sequence[Word]) -> PhoneMatch | None:
         if numbers:
             groups = groups_of([w.key for w in numbers], [w.pause_before for w in numbers])
             regional = any(p in _REGIONAL_TENS for w in numbers for p in w.key.split("-"))
+            # A nine-digit number grouped the Belgian way is a Belgian landline only when the
+            # caller's words were transcribed as words: a recogniser writing digits groups them
+            # as it likes, and "0.12 34 56 78" is a French number it lost a digit of.
+            digits = "".join(groups)
+            spoken = not all(_is_digits(w.key) for w in numbers)
+            shape = _shape(groups) if spoken or len(digits) != 9 else ()
             phone = phone_from_digits(
-                "".join(groups), international=international, shape=_shape(groups),
-                regional=regional,
-            )  # fmt: skip
+                digits, international=international, shape=shape, regional=regional
+            )
             if phone:
                 return PhoneMatch(phone, start, start + (1 if international else 0) + len(run))
         i = max(i, start + 1)

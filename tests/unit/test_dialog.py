@@ -10,6 +10,7 @@ import pytest
 
 from brain import dialog as d
 from brain.nlu import understand
+from brain.nlu.numbers_fr import to_digits
 from brain.phone import nearest
 from brain.solutions import Catalog
 
@@ -32,7 +33,13 @@ def heard(text: str, s: d.Snapshot | None = None, *, confident: bool = True) -> 
     nlu = understand(text, d.expecting(s) if s is not None else None)
     phone = nlu.slots.get("phone")
     customer = CUSTOMERS.get(phone) if phone else None
-    close = nearest(phone, list(CUSTOMERS)) if phone and customer is None else None
+    probe = phone or to_digits(text)  # as the shell: a number with a digit lost is a probe
+    identifying = s is None or s.state in ("WELCOME", "IDENTIFICATION")
+    close = (
+        nearest(probe, list(CUSTOMERS))
+        if customer is None and identifying and 8 <= len(probe) <= 12
+        else None
+    )
     near = CUSTOMERS[close] if close else None
     return d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone), near)
 
@@ -732,6 +739,14 @@ def test_a_misheard_customer_number_is_read_back_as_the_customer_s_and_confirmed
     assert r.user(answer) == ["ask_category"]
     assert (r.s.customer_id, r.s.customer_name) == (PIERRE.id, "Pierre Dupont")
     assert r.s.phone == "0612345678" and r.s.candidate_id is None
+
+
+def test_a_number_heard_with_a_digit_lost_still_finds_the_customer_to_read_back() -> None:
+    r = at("IDENTIFICATION")
+    said = r.user("Pierre du bon, 0.12 34 56 78.")  # Whisper lost the "6": no valid number
+    assert said == ["text:J'ai noté le 0612345678. Est-ce bien votre numéro ?"]
+    assert r.user("oui") == ["ask_category"]
+    assert r.s.customer_id == PIERRE.id
 
 
 def test_a_no_to_the_close_customer_s_number_identifies_nobody() -> None:
