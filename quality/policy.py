@@ -157,7 +157,7 @@ class ScriptedCaller:
         assert self.caller is not None
         if self._pending:
             return self._take()
-        if self.caller.closed:
+        if self.caller.closed or self.view.ending:  # the goodbye is not a question to answer
             return None
         if self._lines >= self.max_lines or time.monotonic() - self._t0 > self.max_call_s:
             self.gave_up = True

@@ -21,7 +21,7 @@ from quality.personas import by_key
 from quality.runner import CallLimits, Job, Target, run_all
 from voicebot.servers import NatsServer
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(240)]
 
 
 async def test_the_harness_measures_a_few_calls(
