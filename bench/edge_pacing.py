@@ -238,6 +238,7 @@ def start_pipeline(nats_url: str, stack: ExitStack, niceness: int = 0) -> Pipeli
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
         "ARCHIVER_METRICS_PORT": "0",
+        "CONSOLE_PORT": "0",  # the call console: not needed here
         "MAX_CONCURRENT_CALLS": "1000",
         "STT_PROVIDER": "whisper",
         "NLU_PROVIDER": "rules",
