@@ -129,6 +129,10 @@ class Console:
             raise web.HTTPServiceUnavailable(text="too many live pages open\n")
         try:
             response = await _stream(request)
+        except BaseException:
+            self.feed.remove(client)
+            raise
+        try:
             while True:
                 try:
                     line = await asyncio.wait_for(client.queue.get(), PING_S)
@@ -137,17 +141,22 @@ class Console:
                 if line is None:
                     break
                 await response.write(line.encode())
-            return response
+        except ConnectionError:
+            pass  # the browser left (its EventSource comes back if it wants more)
         finally:
             self.feed.remove(client)
+        return response
 
     async def call_live(self, request: web.Request) -> web.StreamResponse:
         call_id = _call_id(request)
         viewer = _viewer(request)
         response = await _stream(request)
-        async for model in self.calls.follow(call_id):
-            await response.write(sse("model", for_viewer(model, viewer)).encode())
-        await response.write(sse("ended", {"call_id": call_id}).encode())
+        try:
+            async for model in self.calls.follow(call_id):
+                await response.write(sse("model", for_viewer(model, viewer)).encode())
+            await response.write(sse("ended", {"call_id": call_id}).encode())
+        except ConnectionError:
+            pass  # the browser left the page
         return response
 
     # --- one call -----------------------------------------------------------------------------
