@@ -143,7 +143,7 @@ def main() -> None:
                 r["live_bytes"] = page.bytes if page else None
                 results.append(r)
                 seen = (
-                    f"{r['live_updates']:>8} {r['live_calls_seen']:>8}"
+                    f"{r['live_updates']:>8} {r['live_calls_in_progress_max']:>8}"
                     if live
                     else f"{'-':>8} {'-':>8}"
                 )
