@@ -1,5 +1,5 @@
 # The voicebot's one image: every service runs from it (`python -m edge|stt_worker|brain|
-# tts_worker|archiver`, `voicebot streams|archive`), as a non-root user, with no network needed at
+# tts_worker|archiver|console`, `voicebot streams|archive`), as a non-root user, with no network needed at
 # run time: the offline Whisper model is joined and the phrase cache generated here, at build.
 #
 #   docker build -t voicebot-sav .          (docker compose build does it for the stack)

@@ -16,8 +16,9 @@
 #   --root DIR           VOICEBOT_ROOT: install system files (units, state) under DIR instead
 #                        of / (tests, packaging)
 # Keys and passwords: DEEPGRAM_API_KEY, GROQ_API_KEY, OPENAI_API_KEY, DB_PASSWORD, API_TOKEN,
-# GRAFANA_PASSWORD, PGADMIN_PASSWORD, NATS_<USER>_PASSWORD (edge stt brain tts archiver tracer
-# admin). Asked without echo when missing and interactive, else generated (keys: left empty).
+# GRAFANA_PASSWORD, PGADMIN_PASSWORD, CONSOLE_TOKEN, NATS_<USER>_PASSWORD (edge stt brain tts
+# archiver tracer console admin). Asked without echo when missing and interactive, else
+# generated (keys: left empty).
 # They go to .env (mode 600) and nowhere else: never printed, not even by --dry-run.
 # For development you need none of this: `make run`.
 set -euo pipefail
@@ -71,8 +72,8 @@ DB_USER=${DB_USER:-voicebot}
 AUDIOSOCKET_PORT=${AUDIOSOCKET_PORT:-9090}
 HTTP_PORT=${HTTP_PORT:-8080}
 NATS_PORT=${NATS_PORT:-4222}
-SERVICES=(edge stt_worker brain tts_worker archiver)
-NATS_USERS=(edge stt brain tts archiver tracer admin)
+SERVICES=(edge stt_worker brain tts_worker archiver console)
+NATS_USERS=(edge stt brain tts archiver tracer console admin)
 PACKAGES=(python3 python3-venv python3-pip make ufw postgresql curl espeak-ng mbrola mbrola-fr1 mbrola-fr4)
 
 # --- output ---------------------------------------------------------------------------------
@@ -167,6 +168,7 @@ collect_settings() {
   secret API_TOKEN "Bearer token the dialplan sends to register callers" generate
   secret GRAFANA_PASSWORD "Grafana admin password (docker compose)" generate
   secret PGADMIN_PASSWORD "PgAdmin password (docker compose)" generate
+  secret CONSOLE_TOKEN "Token of the call console (agents: numbers masked)" generate
   local user var
   for user in "${NATS_USERS[@]}"; do
     var="NATS_${user^^}_PASSWORD"
@@ -188,6 +190,7 @@ write_env() {
     echo "API_TOKEN=$API_TOKEN"
     echo "GRAFANA_PASSWORD=$GRAFANA_PASSWORD"
     echo "PGADMIN_PASSWORD=$PGADMIN_PASSWORD"
+    echo "CONSOLE_TOKEN=$CONSOLE_TOKEN"
     for user in "${NATS_USERS[@]}"; do
       var="NATS_${user^^}_PASSWORD"
       echo "$var=${!var}"
@@ -202,7 +205,7 @@ write_env() {
     echo "LOG_LEVEL=INFO"
     # Settings the operator added by hand are kept.
     if [ -f "$ENV_FILE" ]; then
-      grep -v -E '^(#|$|(DEEPGRAM_API_KEY|GROQ_API_KEY|OPENAI_API_KEY|DB_PASSWORD|DATABASE_URL|API_TOKEN|GRAFANA_PASSWORD|PGADMIN_PASSWORD|NATS_[A-Z]+_PASSWORD|NATS_URL|ALLOWED_PEERS|AUDIOSOCKET_HOST|AUDIOSOCKET_PORT|HTTP_PORT|CACHE_DIR|WHISPER_CACHE_DIR|LOG_LEVEL)=)' "$ENV_FILE" || true
+      grep -v -E '^(#|$|(DEEPGRAM_API_KEY|GROQ_API_KEY|OPENAI_API_KEY|DB_PASSWORD|DATABASE_URL|API_TOKEN|GRAFANA_PASSWORD|PGADMIN_PASSWORD|CONSOLE_TOKEN|NATS_[A-Z]+_PASSWORD|NATS_URL|ALLOWED_PEERS|AUDIOSOCKET_HOST|AUDIOSOCKET_PORT|HTTP_PORT|CACHE_DIR|WHISPER_CACHE_DIR|LOG_LEVEL)=)' "$ENV_FILE" || true
     fi
   } | write_file "$ENV_FILE" 600
 }
@@ -259,8 +262,9 @@ firewall() {
 
 # Every secret; each unit gets back only its own (as voicebot/secrets.py and docker-compose.yml).
 ALL_SECRETS=(NATS_EDGE_PASSWORD NATS_STT_PASSWORD NATS_BRAIN_PASSWORD NATS_TTS_PASSWORD
-  NATS_ARCHIVER_PASSWORD NATS_TRACER_PASSWORD NATS_ADMIN_PASSWORD DATABASE_URL DB_PASSWORD
-  DEEPGRAM_API_KEY GROQ_API_KEY OPENAI_API_KEY API_TOKEN GRAFANA_PASSWORD PGADMIN_PASSWORD)
+  NATS_ARCHIVER_PASSWORD NATS_TRACER_PASSWORD NATS_CONSOLE_PASSWORD NATS_ADMIN_PASSWORD
+  DATABASE_URL DB_PASSWORD DEEPGRAM_API_KEY GROQ_API_KEY OPENAI_API_KEY API_TOKEN
+  GRAFANA_PASSWORD PGADMIN_PASSWORD CONSOLE_TOKEN CONSOLE_USERS)
 
 own_secrets() {  # the secrets unit $1 may see
   case "$1" in
@@ -269,8 +273,9 @@ own_secrets() {  # the secrets unit $1 may see
     brain) echo "NATS_BRAIN_PASSWORD GROQ_API_KEY DATABASE_URL" ;;
     tts_worker) echo "NATS_TTS_PASSWORD OPENAI_API_KEY" ;;
     archiver) echo "NATS_ARCHIVER_PASSWORD DATABASE_URL" ;;
+    console) echo "NATS_CONSOLE_PASSWORD DATABASE_URL CONSOLE_TOKEN CONSOLE_USERS" ;;
     streams) echo "NATS_ADMIN_PASSWORD" ;;
-    nats) echo "NATS_EDGE_PASSWORD NATS_STT_PASSWORD NATS_BRAIN_PASSWORD NATS_TTS_PASSWORD NATS_ARCHIVER_PASSWORD NATS_TRACER_PASSWORD NATS_ADMIN_PASSWORD" ;;
+    nats) echo "NATS_EDGE_PASSWORD NATS_STT_PASSWORD NATS_BRAIN_PASSWORD NATS_TTS_PASSWORD NATS_ARCHIVER_PASSWORD NATS_TRACER_PASSWORD NATS_CONSOLE_PASSWORD NATS_ADMIN_PASSWORD" ;;
   esac
 }
 
@@ -317,8 +322,8 @@ write_units() {
   step "8. systemd units ($UNIT_DIR): NATS, the streams, one unit per service, the nightly archive"
   write_file "$UNIT_DIR/voicebot.target" 644 <<UNIT
 [Unit]
-Description=Voicebot SAV (NATS, streams, edge, STT, brain, TTS, archiver, nightly archive)
-Wants=voicebot-nats.service voicebot-streams.service voicebot-edge.service voicebot-stt_worker.service voicebot-brain.service voicebot-tts_worker.service voicebot-archiver.service voicebot-archive.timer
+Description=Voicebot SAV (NATS, streams, edge, STT, brain, TTS, archiver, console, nightly archive)
+Wants=voicebot-nats.service voicebot-streams.service voicebot-edge.service voicebot-stt_worker.service voicebot-brain.service voicebot-tts_worker.service voicebot-archiver.service voicebot-console.service voicebot-archive.timer
 
 [Install]
 WantedBy=multi-user.target
@@ -396,6 +401,7 @@ start_and_check() {
       stt_worker) variable=STT_METRICS_PORT; default=9092 ;;
       brain) variable=BRAIN_METRICS_PORT; default=9093 ;;
       tts_worker) variable=TTS_METRICS_PORT; default=9094 ;;
+      console) variable=CONSOLE_METRICS_PORT; default=9097 ;;
     esac
     port=${!variable:-$(env_value "$variable")}
     checks+=("$service health|http://127.0.0.1:${port:-$default}/health")
@@ -420,7 +426,10 @@ summary() {
   cat <<EOF
 AudioSocket:  ${SERVER_HOST_IP:-<this server>}:$AUDIOSOCKET_PORT   (extension 777 on Asterisk: asterisk_config.txt)
 HTTP API:     http://${SERVER_HOST_IP:-<this server>}:$HTTP_PORT/ready   (callers registered by $REMOTE_ASTERISK_IP with API_TOKEN)
-Metrics:      127.0.0.1:9091 edge, 9092 STT, 9093 brain, 9094 TTS (/metrics and /health)
+Metrics:      127.0.0.1:9091 edge, 9092 STT, 9093 brain, 9094 TTS, 9097 console (/metrics and /health)
+Console:      http://${SERVER_HOST_IP:-<this server>}:${CONSOLE_PORT:-8090}/  (Basic auth: any user, CONSOLE_TOKEN of .env as password;
+              named users and supervisors: CONSOLE_USERS; the firewall keeps the port closed until you
+              open it to your support network: ufw allow proto tcp from NET to any port ${CONSOLE_PORT:-8090})
 Secrets:      $ENV_FILE (mode 600)
 Logs:         journalctl -u 'voicebot-*' -f
 Watch calls:  cd $PROJECT && $VENV/bin/voicebot trace
@@ -433,7 +442,8 @@ clean() {
   local unit
   for unit in voicebot.target voicebot-nats.service voicebot-streams.service \
       voicebot-edge.service voicebot-stt_worker.service voicebot-brain.service \
-      voicebot-tts_worker.service voicebot-archiver.service voicebot-archive.service voicebot-archive.timer; do
+      voicebot-tts_worker.service voicebot-archiver.service voicebot-console.service \
+      voicebot-archive.service voicebot-archive.timer; do
     run rm -f "$UNIT_DIR/$unit"
   done
   run systemctl daemon-reload

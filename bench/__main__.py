@@ -70,6 +70,13 @@ BENCHES = (
         "why the edge runs at real-time priority: an edge at normal priority beside the pipeline",
     ),
     Bench(
+        "console_live",
+        "console_live.py",
+        ("--calls", "100", "--seconds", "6", "--repeat", "2", "--json", JSON_ARG),
+        "edge pacing of `voicebot up` at 100 calls, without and with a live console page "
+        "following them (an SSE reader of /api/live)",
+    ),
+    Bench(
         "tts",
         "tts_latency.py",
         ("--phrases", "60", "--texts", "12"),

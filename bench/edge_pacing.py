@@ -215,7 +215,9 @@ class Pipeline:
     edge_port: int  # the edge inside `voicebot up`: the `up` server of this bench
 
 
-def start_pipeline(nats_url: str, stack: ExitStack, niceness: int = 0) -> Pipeline:
+def start_pipeline(
+    nats_url: str, stack: ExitStack, niceness: int = 0, extra_env: dict[str, str] | None = None
+) -> Pipeline:
     """`voicebot up` with offline providers on our NATS; its own edge (a child process at
     real-time priority, as `voicebot up` runs it) idles on spare ports unless the `up` server
     is measured.
@@ -238,10 +240,12 @@ def start_pipeline(nats_url: str, stack: ExitStack, niceness: int = 0) -> Pipeli
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
         "ARCHIVER_METRICS_PORT": "0",
+        "CONSOLE_PORT": "0",  # the call console: not needed here
         "MAX_CONCURRENT_CALLS": "1000",
         "STT_PROVIDER": "whisper",
         "NLU_PROVIDER": "rules",
         "TTS_PROVIDER": "espeak",
+        **(extra_env or {}),
     }
     data_dir = LOG_DIR / "up"
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ LOGINS: Final = {
     "tts_worker": "tts",
     "archiver": "archiver",
     "tracer": "tracer",  # voicebot trace, sub, call, export: reads only
+    "console": "console",  # the call console (python -m console): reads only
     "admin": "admin",  # creates the streams and claim consumers; voicebot replay, setup
 }
 

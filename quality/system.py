@@ -81,6 +81,7 @@ async def voicebot_up(
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
         "ARCHIVER_METRICS_PORT": "0",
+        "CONSOLE_PORT": "0",  # the call console: not needed here
         "NATS_PORT": str(ports.nats),
         "PG_PORT": str(ports.pg),
         "VOICEBOT_DATA_DIR": str(data_dir),

@@ -33,7 +33,10 @@ METRICS_PORTS: Final = {
     "brain": ("BRAIN_METRICS_PORT", 9093),
     "tts_worker": ("TTS_METRICS_PORT", 9094),
     "archiver": ("ARCHIVER_METRICS_PORT", 9096),
+    "console": ("CONSOLE_METRICS_PORT", 9097),
 }
+# The call console: one instance (it has a web port of its own), off with CONSOLE_PORT=0.
+CONSOLE: Final = "console"
 INSTANCE_PORT_STEP: Final = 10
 READY_TIMEOUT_S: Final = 90.0  # the STT worker joins and loads its model on a first start
 

@@ -28,6 +28,8 @@ SECRET_VARIABLES: Final = (
     "API_TOKEN",
     "GRAFANA_PASSWORD",
     "PGADMIN_PASSWORD",
+    "CONSOLE_TOKEN",
+    "CONSOLE_USERS",
 )
 
 # The secrets each service needs; every other one is removed from its environment.
@@ -37,6 +39,7 @@ SERVICE_SECRETS: Final = {
     "brain": (password_variable("brain"), "GROQ_API_KEY", "DATABASE_URL"),
     "tts_worker": (password_variable("tts"), "OPENAI_API_KEY"),
     "archiver": (password_variable("archiver"), "DATABASE_URL"),
+    "console": (password_variable("console"), "DATABASE_URL", "CONSOLE_TOKEN", "CONSOLE_USERS"),
 }
 
 

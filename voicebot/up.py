@@ -26,7 +26,14 @@ from events.auth import Login
 from events.bus import Bus
 from events.runtime import wait_for_signal
 from events.streams import ensure_streams
-from voicebot.processes import METRICS_PORTS, WORKERS, ServiceProcess, metrics_port, parse_scale
+from voicebot.processes import (
+    CONSOLE,
+    METRICS_PORTS,
+    WORKERS,
+    ServiceProcess,
+    metrics_port,
+    parse_scale,
+)
 from voicebot.secrets import ensure_nats_passwords
 from voicebot.servers import NatsCluster, NatsServer, PostgresServer, ServerError, port_in_use
 
@@ -233,23 +240,34 @@ def stop_servers(stack: Stack) -> None:
 
 @dataclass
 class Services:
-    """The service processes of one `voicebot up`: workers first, the edge last."""
+    """The service processes of one `voicebot up`: workers (and the console) first, the edge
+    last."""
 
     workers: list[ServiceProcess] = field(default_factory=list)
+    console: ServiceProcess | None = None
     edge: ServiceProcess | None = None
     restarts: int = 0
 
     @property
     def all(self) -> list[ServiceProcess]:
-        return [*self.workers, *([self.edge] if self.edge else [])]
+        return [*self.workers, *([self.console] if self.console else []), *self.edge_list]
+
+    @property
+    def edge_list(self) -> list[ServiceProcess]:
+        return [self.edge] if self.edge else []
 
 
-def _check_ports(edge_cfg: Any, scale: dict[str, int]) -> None:
+def _check_ports(edge_cfg: Any, console_cfg: Any, scale: dict[str, int]) -> None:
     ports = [
         ("AUDIOSOCKET_PORT", edge_cfg.port),
         ("HTTP_PORT", edge_cfg.http_port),
         ("METRICS_PORT", edge_cfg.metrics_port),
     ]
+    if console_cfg.port:
+        ports += [
+            ("CONSOLE_PORT", console_cfg.port),
+            ("CONSOLE_METRICS_PORT", console_cfg.metrics_port),
+        ]
     for service, count in scale.items():
         variable, _ = METRICS_PORTS[service]
         ports += [(variable, metrics_port(service, i, dict(os.environ))) for i in range(count)]
@@ -261,30 +279,41 @@ def _check_ports(edge_cfg: Any, scale: dict[str, int]) -> None:
             )
 
 
-def _validate_configs() -> tuple[Any, Any, Any, Any]:
+def _validate_configs() -> tuple[Any, Any, Any, Any, Any]:
     """Every service's settings, checked here so a mistake is named before anything starts."""
     from archiver.config import ArchiverConfig
     from brain.config import BrainConfig
+    from console.config import ConsoleConfig
     from edge.config import EdgeConfig
     from stt_worker.config import SttConfig
     from tts_worker.config import TtsConfig
 
     ArchiverConfig.from_env()
-    return EdgeConfig.from_env(), SttConfig.from_env(), BrainConfig.from_env(), TtsConfig.from_env()
+    return (
+        EdgeConfig.from_env(),
+        SttConfig.from_env(),
+        BrainConfig.from_env(),
+        TtsConfig.from_env(),
+        ConsoleConfig.from_env(),
+    )
 
 
-async def _start(stack: Stack, svc: Services, scale: dict[str, int]) -> None:
-    """Start the workers, then the edge, so the edge never admits a call nobody serves."""
+async def _start(stack: Stack, svc: Services, scale: dict[str, int], console: bool) -> None:
+    """Start the workers (and the console), then the edge, so the edge never admits a call
+    nobody serves."""
     bus = await Bus.connect(stack.nats_url, "up", login=Login.from_env("admin"))
     try:
         await ensure_streams(bus.js)
     finally:
         await bus.close()
     svc.workers = [ServiceProcess(service, i) for service in WORKERS for i in range(scale[service])]
-    for proc in svc.workers:
+    if console:
+        svc.console = ServiceProcess(CONSOLE)
+    starting = [*svc.workers, *([svc.console] if svc.console else [])]
+    for proc in starting:
         await proc.start()
     try:
-        await asyncio.gather(*(proc.wait_ready() for proc in svc.workers))
+        await asyncio.gather(*(proc.wait_ready() for proc in starting))
         svc.edge = ServiceProcess("edge")
         await svc.edge.start()
         await svc.edge.wait_ready(timeout_s=30.0)
@@ -295,7 +324,8 @@ async def _start(stack: Stack, svc: Services, scale: dict[str, int]) -> None:
 async def _stop(svc: Services) -> None:
     if svc.edge is not None:
         await svc.edge.stop()  # first: calls in progress get their goodbye
-    await asyncio.gather(*(proc.stop() for proc in svc.workers))
+    rest = [*svc.workers, *([svc.console] if svc.console else [])]
+    await asyncio.gather(*(proc.stop() for proc in rest))
 
 
 async def _supervise(svc: Services) -> None:
@@ -337,10 +367,10 @@ async def run_services(
     edge dies)."""
     scale = scale or parse_scale(None)
     configs = _validate_configs()
-    _check_ports(configs[0], scale)
+    _check_ports(configs[0], configs[4], scale)
     svc = Services()
     try:
-        await _start(stack, svc, scale)
+        await _start(stack, svc, scale, console=bool(configs[4].port))
         print(banner(stack, svc, configs), flush=True)
         if ready is not None:
             ready.set()
@@ -358,8 +388,8 @@ async def run_services(
         await _stop(svc)
 
 
-def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any]) -> str:
-    edge, stt, brain, tts = configs
+def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any, Any]) -> str:
+    edge, stt, brain, tts, console = configs
     from tts_worker import phrase_cache
 
     line = "=" * 60
@@ -381,6 +411,7 @@ def banner(stack: Stack, svc: Services, configs: tuple[Any, Any, Any, Any]) -> s
         f"HTTP API: http://{edge.http_host}:{edge.http_port}",
         f"Caller registration allowed to: {edge.write_access}",
         f"Providers: STT {stt.provider} · NLU {brain.nlu_provider} · TTS {tts.provider}",
+        f"Call console: {console.describe()}" if console.port else "Call console: off",
         "Processes (kill -9 any: another instance takes its calls over, and it restarts):",
         *processes,
         *stack.notes,

@@ -76,6 +76,7 @@ def service_env(
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
         "ARCHIVER_METRICS_PORT": "0",
+        "CONSOLE_PORT": "0",  # the call console: not needed here
         "EDGE_RT_PRIORITY": "0",
         "EDGE_ID": f"edge-{audiosocket_port}",
         "NLU_PROVIDER": "rules",

@@ -53,6 +53,7 @@ async def running_pipeline(
         "BRAIN_METRICS_PORT": "0",
         "TTS_METRICS_PORT": "0",
         "ARCHIVER_METRICS_PORT": "0",
+        "CONSOLE_PORT": "0",  # the call console: off unless a test looks at it
         "EDGE_RT_PRIORITY": "0",
         "NLU_PROVIDER": "rules",
         "TTS_PROVIDER": "espeak",

@@ -137,13 +137,20 @@ def _throwaway(tmp_path: Path, postgres_url: str) -> tuple[dict[str, str], dict[
         tool.chmod(0o755)
     ports = {
         name: str(free_port())
-        for name in ("METRICS_PORT", "STT_METRICS_PORT", "BRAIN_METRICS_PORT", "TTS_METRICS_PORT")
+        for name in (
+            "METRICS_PORT",
+            "STT_METRICS_PORT",
+            "BRAIN_METRICS_PORT",
+            "TTS_METRICS_PORT",
+            "CONSOLE_METRICS_PORT",
+        )
     }
     # The operator's own settings, which setup.sh must keep.
     (project / ".env").write_text(
         "".join(f"{k}={v}\n" for k, v in ports.items())
         + "EDGE_RT_PRIORITY=0\nSTT_PROVIDER=deepgram\nDEEPGRAM_URL=ws://127.0.0.1:9\n"
         + "TTS_POOL_WORKERS=1\nNLU_PROVIDER=rules\n"
+        + f"CONSOLE_PORT={free_port()}\n"
     )
     pg = re.match(r"postgresql://(\w+)@([\d.]+):(\d+)/", postgres_url)
     assert pg is not None, postgres_url

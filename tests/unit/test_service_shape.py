@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from brain.config import BrainConfig
+from console.config import ConsoleConfig
 from edge.config import EdgeConfig
 from edge.turn_clock import TurnClock
 from events import runtime
@@ -32,6 +33,7 @@ CONFIGS = {
     "stt_worker": (SttConfig, "STT_METRICS_PORT"),
     "brain": (BrainConfig, "BRAIN_METRICS_PORT"),
     "tts_worker": (TtsConfig, "TTS_METRICS_PORT"),
+    "console": (ConsoleConfig, "CONSOLE_METRICS_PORT"),
 }
 
 
@@ -50,7 +52,13 @@ def test_configs_have_one_shape(service: str) -> None:
 
 
 def test_passwords_reach_the_right_user_and_never_a_repr() -> None:
-    user = {"edge": "EDGE", "stt_worker": "STT", "brain": "BRAIN", "tts_worker": "TTS"}
+    user = {
+        "edge": "EDGE",
+        "stt_worker": "STT",
+        "brain": "BRAIN",
+        "tts_worker": "TTS",
+        "console": "CONSOLE",
+    }
     for service, (cls, _) in CONFIGS.items():
         cfg = cls.from_env({f"NATS_{user[service]}_PASSWORD": "s3cret", "API_TOKEN": "t0ken"})
         assert cfg.nats_login.password == "s3cret"
@@ -79,6 +87,7 @@ def test_each_process_gets_only_its_own_secrets() -> None:
         ("stt_worker", "STT_PROVIDER", "nope"),
         ("brain", "NO_INPUT_S", "soon"),
         ("tts_worker", "AUDIO_OUT_BATCH_MS", "500"),
+        ("console", "CONSOLE_USERS", "ana"),
     ],
 )
 def test_a_configuration_error_exits_2_naming_the_variable(
