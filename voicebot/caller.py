@@ -289,9 +289,7 @@ class Caller:
                 # A fixed script expected to say this line; a live policy merely chose it as
                 # the bot was hanging up, which is no fault of the call.
                 if isinstance(source, _Listed):
-                    self.result.errors.append(
-                        f"line {step.line}: the bot hung up before this step"
-                    )
+                    self.result.errors.append(f"line {step.line}: the bot hung up before this step")
                 self.result.hung_up_by = "bot"
                 return
             match step.verb:
