@@ -106,6 +106,14 @@ class SileroVad:
     support: float = 0.03
     margin_db: float = 12.0
     floor_dbfs: float = -45.0
+    # Silero's recurrent state drifts over a long call: after a few lines of the MBROLA fr1
+    # voice it scored every later line below 0.02 (the STT went deaf mid-call: `make quality`,
+    # 18 calls ended in no_input while the caller talked). The model is trained on clips, and
+    # a fresh state hears each line again; so the state restarts once the line has been
+    # quiet (no speech, nothing loud) for `reset_after` windows.
+    reset_after: int = 16  # 0.5 s of 32 ms windows
+    quiet_below: float = 0.2
+    _quiet: int = 0
 
     window = WINDOW
 
@@ -120,4 +128,9 @@ class SileroVad:
         p = float(out[0, 0])
         level = self._floor.add(x)
         loud = level > max(self.floor_dbfs, self._floor.level + self.margin_db)
+        self._quiet = self._quiet + 1 if p < self.quiet_below and not loud else 0
+        if self._quiet >= self.reset_after:
+            self._state = np.zeros_like(self._state)
+            self._context = np.zeros_like(self._context)
+            self._quiet = 0
         return max(p, 0.75) if loud and p >= self.support else p
