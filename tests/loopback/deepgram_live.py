@@ -32,10 +32,12 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import numpy as np
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+# Keyed mode's tones live with the callers that speak them (`voicebot call --keyed`).
+from voicebot.keyed import KEY_LINES, key_hz, key_of, key_tone  # noqa: F401
 
 BYTES_PER_SECOND = 16_000  # s16le, 8 kHz, mono: what the provider is configured to send
 NET0001_REASON = (
@@ -46,40 +48,6 @@ _MODEL_UUID = "1dbdfb4d-85b2-4659-9831-16b3c76229aa"
 _BOOLEAN_PARAMS = ("interim_results", "vad_events", "smart_format", "punctuate")
 _ENCODINGS = {"linear16", "linear32", "flac", "alaw", "mulaw", "amr-nb", "amr-wb", "opus", "speex"}
 SAMPLE_RATE = 8000
-# Keyed mode: line k is a tone at KEY_BASE_HZ + k * KEY_STEP_HZ. 150 Hz apart, a stretch of 0.1 s
-# (a frame resolution of 10 Hz) is told apart with a wide margin; 0..19 stay below 3.2 kHz.
-KEY_BASE_HZ = 300.0
-KEY_STEP_HZ = 150.0
-KEY_LINES = 20
-
-
-def key_hz(k: int) -> float:
-    if not 0 <= k < KEY_LINES:
-        raise ValueError(f"keyed lines are numbered 0..{KEY_LINES - 1}, got {k}")
-    return KEY_BASE_HZ + k * KEY_STEP_HZ
-
-
-def key_tone(k: int, seconds: float = 0.6, *, dbfs: float = -12.0) -> bytes:
-    """Line k of a keyed script as 8 kHz s16le "speech": a tone burst with 10 ms ramps."""
-    n = int(seconds * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
-    amplitude = 32767 * 10 ** (dbfs / 20)
-    ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.01 * SAMPLE_RATE))
-    x = amplitude * ramp * np.sin(2 * np.pi * key_hz(k) * t)
-    return bytes(x.astype("<i2").tobytes())
-
-
-def key_of(pcm: bytes) -> int | None:
-    """Which keyed line a stretch of 8 kHz s16le audio is (its dominant frequency), or None."""
-    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
-    if len(x) < SAMPLE_RATE // 50:
-        return None
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    peak = float(np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)[int(np.argmax(spectrum))])
-    k = round((peak - KEY_BASE_HZ) / KEY_STEP_HZ)
-    if not 0 <= k < KEY_LINES or abs(peak - key_hz(k)) > KEY_STEP_HZ / 3:
-        return None
-    return k
 
 
 @dataclass(frozen=True, slots=True)
