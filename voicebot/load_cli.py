@@ -75,7 +75,7 @@ async def load_call(
             "machine": machine(),
             "options": dataclasses.asdict(opts),
             "figures": figs,
-            "per_call": [per_call(leg) for leg in result.legs],
+            "per_call": [per_call(leg, follower if following else None) for leg in result.legs],
         }
         args.json.write_text(json.dumps(record, indent=2, default=str) + "\n")
     return 1 if figs["dropped"] else 0

@@ -103,7 +103,7 @@ def _latency(values: Any) -> dict[str, Any]:
     return dataclasses.asdict(summarise_latency(v for v in values if v is not None))
 
 
-def per_call(leg: LegResult) -> dict[str, Any]:
+def per_call(leg: LegResult, follower: SayFollower | None = None) -> dict[str, Any]:
     latencies = sorted(t.latency_s for t in leg.turns if t.line is not None and t.latency_s)
     return {
         "call_id": leg.call_id,
@@ -122,6 +122,17 @@ def per_call(leg: LegResult) -> dict[str, Any]:
         "latency_max_ms": _ms(latencies[-1] if latencies else None),
         "dead_air_s": round(sum(sum(t.waits_s) for t in leg.turns), 3),
         "errors": leg.errors,
+        "turns": [
+            {
+                "line": t.line,
+                "latency_ms": _ms(t.latency_s),
+                "answer": t.answer,
+                "stt_ms": _ms(t.stt_s),
+                "brain_ms": _ms(t.brain_s),
+                "out_ms": _ms(t.out_s),
+            }
+            for t in turns_of(leg, follower)
+        ],
     }
 
 
