@@ -1,7 +1,8 @@
 """Capacity on this machine, as Asterisk sees it: pacing and turn latency at 20 to 200 calls.
 
     .venv/bin/python bench/capacity.py [--parts pacing,crosscheck,cloud]
-        [--pacing-calls 20,100,200] [--cloud-calls 100,200] [--seconds 11] [--json F]
+        [--pacing-calls 20,100,200] [--cloud-calls 100,200] [--crosscheck-calls 200]
+        [--seconds 11] [--up-env KEY=VALUE] [--json F]
 
 pacing      `voicebot up` as `make run` starts it (offline providers; MAX_CONCURRENT_CALLS=250
             the only change), N calls connecting together, each silent after its UUID,
@@ -10,7 +11,7 @@ pacing      `voicebot up` as `make run` starts it (offline providers; MAX_CONCUR
             silence, no pipeline), measured the same way.
 crosscheck  the built-in load caller (`voicebot call --calls N`, SCHED_RR 20) beside the C
             caller on the same servers: the bare ticker, and the edge of the pacing part, at
-            200 calls; and its own tick lateness.
+            --crosscheck-calls; and its own tick lateness.
 cloud       bench/loopback_providers.py (Deepgram final 300 ms after the end of speech, LLM
             150 ms, speech first audio 200 ms) and `voicebot up` with them; `voicebot call
             --calls N --keyed` speaks the sample dialog (5 lines, the bot's answers: 4 cached
@@ -344,7 +345,7 @@ def print_pacing(row: dict[str, Any]) -> None:
         return "-" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
 
     print(
-        f"{row['calls']:>6} {row['server']:<22} {f('lateness_p50_ms'):>7} "
+        f"{row['calls']:>6} {row['server']:<42} {f('lateness_p50_ms'):>7} "
         f"{f('lateness_p99_ms'):>7} {f('lateness_max_ms'):>7} {f('deficit_pct'):>8} "
         f"{f('gaps'):>5} {f('bursts'):>6} {f('dropped'):>7}",
         flush=True,
@@ -352,7 +353,7 @@ def print_pacing(row: dict[str, Any]) -> None:
 
 
 PACING_HEADER = (
-    f"{'calls':>6} {'server':<22} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'deficit%':>8} "
+    f"{'calls':>6} {'server':<42} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} {'deficit%':>8} "
     f"{'gaps':>5} {'bursts':>6} {'dropped':>7}"
 )
 
@@ -395,21 +396,22 @@ def part_pacing(args: argparse.Namespace, out: dict[str, Any]) -> None:
                 rows.append(row)
                 print_pacing(row)
         if "crosscheck" in args.parts:
-            print("\n--- crosscheck: the built-in load caller beside loadcaller.c, 200 calls")
+            calls = args.crosscheck_calls
+            print(f"\n--- crosscheck: the built-in load caller beside loadcaller.c, {calls} calls")
             print(PACING_HEADER, flush=True)
             for server, port in (("bare uvloop ticker", bare), ("voicebot up (make run)", 0)):
                 for caller in ("loadcaller.c", "voicebot call"):
                     target = port or system.audiosocket
                     settle(system)
                     if caller == "loadcaller.c":
-                        f = c_caller(target, 200, args.seconds)
+                        f = c_caller(target, calls, args.seconds)
                     else:
                         figs = our_caller(
-                            target, 200, args.seconds + 1, system.env, keyed=False, script=SILENT
+                            target, calls, args.seconds + 1, system.env, keyed=False, script=SILENT
                         )
                         f = {**figs["pacing"], "dropped": figs["dropped"]}
                         f["caller_tick_p99_ms"] = figs["caller_tick"]["lateness_p99_ms"]
-                    row = {**pacing_row(f"{server} / {caller}", 200, f), "caller": caller}
+                    row = {**pacing_row(f"{server} / {caller}", calls, f), "caller": caller}
                     row["caller_tick_p99_ms"] = f.get("caller_tick_p99_ms")
                     cross.append(row)
                     print_pacing(row)
@@ -536,6 +538,7 @@ def main() -> None:
     parser.add_argument("--parts", default="pacing,crosscheck,cloud")
     parser.add_argument("--pacing-calls", default="20,100,200")
     parser.add_argument("--cloud-calls", default="100,200")
+    parser.add_argument("--crosscheck-calls", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=11.0, help="pacing window")
     parser.add_argument(
         "--cloud-seconds", type=float, default=36.0, help="speaking calls' run after the ramp"
