@@ -1,4 +1,4 @@
-"""`make bench`: every bench script in turn, with sizes that fit in ~5 minutes on 2 cores.
+"""`make bench`: every bench script in turn, with sizes that fit in ~10 minutes on 2 cores.
 
     .venv/bin/python -m bench [NAME ...] [--list]
 
