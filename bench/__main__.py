@@ -1,4 +1,4 @@
-"""`make bench`: every bench script in turn, with sizes that fit in ~5 minutes on 2 cores.
+"""`make bench`: every bench script in turn, with sizes that fit in ~10 minutes on 2 cores.
 
     .venv/bin/python -m bench [NAME ...] [--list]
 
@@ -11,8 +11,10 @@ reported and the others still run; the exit code says whether all passed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import platform
 import subprocess
 import sys
 import tempfile
@@ -37,6 +39,7 @@ class Bench:
     script: str
     args: tuple[str, ...]
     about: str
+    timeout_s: float = TIMEOUT_S
 
 
 BENCHES = (
@@ -75,6 +78,16 @@ BENCHES = (
         ("--calls", "100", "--seconds", "6", "--repeat", "2", "--json", JSON_ARG),
         "edge pacing of `voicebot up` at 100 calls, without and with a live console page "
         "following them (an SSE reader of /api/live)",
+    ),
+    Bench(
+        "capacity",
+        "capacity.py",
+        ("--pacing-calls", "20,100,200", "--cloud-calls", "100,200", "--json", JSON_ARG),
+        "issue 15: silent calls arriving together through make run's shape (loadcaller.c) vs "
+        "the bare uvloop ticker at 20/100/200; the load caller cross-checked; loopback cloud "
+        "providers at 100/200 speaking calls (turn and pipeline-added latency, under-runs, "
+        "CPU, NATS messages and memory per call) vs 1 call",
+        timeout_s=1500,
     ),
     Bench(
         "tts",
@@ -135,7 +148,9 @@ BENCHES = (
 )
 
 
-HELPERS = frozenset({"__main__.py", "loadcaller.py", "naive_server.py"})
+HELPERS = frozenset(
+    {"__main__.py", "loadcaller.py", "naive_server.py", "bare_ticker.py", "loopback_providers.py"}
+)
 
 
 def unlisted() -> list[str]:
@@ -159,6 +174,26 @@ def trailing_json(output: str) -> Any:
     return None
 
 
+def machine() -> dict[str, Any]:
+    """What the figures were measured on: they mean little without it."""
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [
+        line.split(":", 1)[1].strip()
+        for line in (cpuinfo.read_text().splitlines() if cpuinfo.exists() else [])
+        if line.startswith("model name")
+    ]
+    mem_kb = 0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        mem_kb = int(Path("/proc/meminfo").read_text().split()[1])  # MemTotal comes first
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": models[0] if models else platform.processor(),
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
 def run(bench: Bench) -> bool:
     print(f"\n=== {bench.name}: {bench.about}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -172,12 +207,12 @@ def run(bench: Bench) -> bool:
             cmd, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         ) as proc:
             assert proc.stdout is not None
-            for line in proc.stdout:  # the bench bounds its own run; TIMEOUT_S is the backstop
+            for line in proc.stdout:  # the bench bounds its own run; timeout_s is the backstop
                 print(line, end="", flush=True)
                 lines.append(line)
-                if time.monotonic() - started > TIMEOUT_S:
+                if time.monotonic() - started > bench.timeout_s:
                     proc.kill()
-                    lines.append(f"killed after {TIMEOUT_S} s\n")
+                    lines.append(f"killed after {bench.timeout_s:.0f} s\n")
                     break
             code = proc.wait()
         output = "".join(lines)
@@ -190,6 +225,7 @@ def run(bench: Bench) -> bool:
         "bench": bench.name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "nproc": os.cpu_count(),
+        "machine": machine(),
         "load_avg_before": [round(x, 2) for x in load],
         "command": [Path(sys.executable).name, f"bench/{bench.script}", *bench.args],
         "returncode": code,

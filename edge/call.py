@@ -22,6 +22,7 @@ import msgspec
 
 from edge import metrics
 from edge.framing import HANGUP_MESSAGE, SAMPLE_RATES, SLIN_HEADER_320, Kind, Message
+from edge.inbound import Batch, InboundBatcher
 from edge.playout import Notice, Playout
 from edge.resample import ToPipelineRate
 from edge.silence_guard import GuardPolicy, SilenceGuard
@@ -108,13 +109,11 @@ class Call:
         # utterance -> when its first audio came (None once it started playing)
         self._first_audio: dict[str, float | None] = {}
         self._local_seq = 0
-        self._batch_bytes = cfg.audio_in_batch_ms * audio.FRAME_BYTES // audio.FRAME_MS
-        self._batch = bytearray()
-        self._batch_ts = 0.0
-        self._batch_t = 0.0
-        self._batch_age = 0  # ticks since the batch's first byte: a lone short frame still goes
-        self._batch_max_age = cfg.audio_in_batch_ms // audio.FRAME_MS + 1
-        self._in_seq = 0
+        # Ticks a batch may wait for more audio: a lone short frame still goes.
+        self._inbound = InboundBatcher(
+            cfg.audio_in_batch_ms * audio.FRAME_BYTES // audio.FRAME_MS,
+            max_age_ticks=cfg.audio_in_batch_ms // audio.FRAME_MS + 1,
+        )
         self._dtmf_seq = 0
         self._bargeins = 0
         self._errors = 0
@@ -214,16 +213,22 @@ class Call:
         pcm = self._resample.convert(payload, rate)
         if not pcm:
             return
-        if not self._batch:
-            self._batch_ts = time.time()
-            self._batch_t = self.in_bytes / 2 / audio.SAMPLE_RATE
-        self._batch += pcm
+        audio_t = self.in_bytes / 2 / audio.SAMPLE_RATE
         self.in_bytes += len(pcm)
         metrics.FRAMES_IN.inc(len(pcm) / audio.FRAME_BYTES)
-        if len(self._batch) >= self._batch_bytes:
-            self._flush_batch()
         self._last_audio_at = self._loop.time()
-        match self._vad.feed(pcm):
+        was_speaking = self._vad.speaking
+        change = self._vad.feed(pcm)
+        batch = self._inbound.add(
+            pcm,
+            capture_ts=time.time(),
+            audio_t=audio_t,
+            onset=change == "onset",
+            quiet_after_speech=was_speaking and not self._vad.loud,
+        )
+        if batch is not None:
+            self._publish_batch(batch)
+        match change:
             case "onset":
                 self.guard.caller_started()
                 if self._bargein_vad:
@@ -234,14 +239,9 @@ class Call:
                 # The VAD says so after its hang-over of quiet: the line ended that long ago.
                 self._owe_if(now, now - self._hangover_s, "speech")
 
-    def _flush_batch(self) -> None:
-        if not self._batch:
-            return
-        headers = audio.in_headers(self._in_seq, self._batch_ts, self._batch_t)
-        self._post_audio(_Audio(bytes(self._batch), headers))
-        self._in_seq += 1
-        self._batch.clear()
-        self._batch_age = 0
+    def _publish_batch(self, batch: Batch) -> None:
+        headers = audio.in_headers(batch.seq, batch.capture_ts, batch.audio_t)
+        self._post_audio(_Audio(batch.pcm, headers))
 
     def _barge_in(self) -> None:
         utterance = self.playout.playing_interruptible()
@@ -439,12 +439,11 @@ class Call:
         self.frames_out += 1
         if self.playout.underruns != underruns:
             metrics.UNDERRUNS.inc()
+            log.debug("[%s] under-run in %s", self.id, self.playout.utterance_ids()[:1])
         if notices:
             self._publish_notices(notices)
-        if self._batch:
-            self._batch_age += 1
-            if self._batch_age > self._batch_max_age:  # the caller went quiet mid-batch
-                self._flush_batch()
+        if (batch := self._inbound.tick()) is not None:  # the caller went quiet mid-batch
+            self._publish_batch(batch)
         if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
             self.fail(CallFailed("peer_not_reading", "Asterisk stopped reading our frames"))
         return True
@@ -557,7 +556,8 @@ class Call:
             self.transport.close()
         notices, _ = self.playout.flush(None, reason=f"hangup:{by}")
         self._publish_notices(notices)
-        self._flush_batch()
+        if (batch := self._inbound.flush()) is not None:
+            self._publish_batch(batch)
         now = time.time()
         duration = self._loop.time() - self._t0
         self._event(

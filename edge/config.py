@@ -28,7 +28,10 @@ class EdgeConfig:
     api_token: str | None = field(default=None, repr=False)  # Bearer for PUT /calls/{uuid}/caller
     cache_dir: Path = Path("assets/cache")
     edge_id: str = ""
-    audio_in_batch_ms: int = 20  # caller audio per audio.in message
+    # Caller audio per audio.in message; the onset and the end of a line go frame by frame
+    # whatever this is (edge/inbound.py). 100: a fifth of the messages of 20 through the edge,
+    # NATS and the STT worker (bench/capacity.py).
+    audio_in_batch_ms: int = 100
     uuid_timeout_s: float = 2.0  # Asterisk sends the UUID within ms; 2 s is its own watchdog
     frame_timeout_s: float = 2.0  # a message whose bytes stop arriving mid-way ends the call
     prebuffer_ms: int = 40  # jitter queue filled before an utterance starts
@@ -112,7 +115,7 @@ class EdgeConfig:
             api_token=envlib.get_opt("API_TOKEN", e),
             cache_dir=Path(envlib.get_str("CACHE_DIR", "assets/cache", e)),
             edge_id=envlib.get_str("EDGE_ID", f"{socket.gethostname()}-{os.getpid()}", e),
-            audio_in_batch_ms=envlib.get_int("AUDIO_IN_BATCH_MS", 20, e, minimum=20),
+            audio_in_batch_ms=envlib.get_int("AUDIO_IN_BATCH_MS", 100, e, minimum=20),
             uuid_timeout_s=envlib.get_float("EDGE_UUID_TIMEOUT_S", 2.0, e, minimum=0.05),
             frame_timeout_s=envlib.get_float("EDGE_FRAME_TIMEOUT_S", 2.0, e, minimum=0.05),
             prebuffer_ms=envlib.get_int("EDGE_PREBUFFER_MS", 40, e, minimum=20),

@@ -41,12 +41,14 @@ class EnergyVad:
         self.min_speech_s = min_speech_ms / 1000
         self.hangover_s = hangover_ms / 1000
         self.speaking = False
+        self.loud = False  # the last chunk was above the threshold
         self._loud_s = 0.0
         self._quiet_s = 0.0
 
     def feed(self, pcm: bytes, sample_rate: int = 8000) -> Change | None:
         duration = len(pcm) / 2 / sample_rate
-        if level_dbfs(pcm) < self.threshold_dbfs:
+        self.loud = level_dbfs(pcm) >= self.threshold_dbfs
+        if not self.loud:
             self._loud_s = 0.0
             self._quiet_s += duration
             if self.speaking and self._quiet_s >= self.hangover_s - 1e-9:
@@ -62,5 +64,6 @@ class EnergyVad:
 
     def reset(self) -> None:
         self.speaking = False
+        self.loud = False
         self._loud_s = 0.0
         self._quiet_s = 0.0

@@ -32,13 +32,23 @@ class Packer:
 
     `push` returns the messages that are complete; it always keeps something back so that
     `finish` has a message to mark `last` (the edge needs one), and `finish` pads the tail.
+
+    With `first` (bytes, whole frames), the utterance's first message goes as soon as that
+    much is there rather than a whole batch: a provider streaming its first audio in 100 ms
+    chunks otherwise held the caller's answer back until its second chunk (the edge starts an
+    utterance once EDGE_PREBUFFER_MS, 40 ms, is queued, and later batches come faster than
+    real time).
     """
 
-    def __init__(self, batch: int) -> None:
+    def __init__(self, batch: int, *, first: int | None = None) -> None:
         if batch <= 0 or batch % FRAME_BYTES:
             raise ValueError(f"batch of {batch} B is not a whole number of {FRAME_BYTES} B frames")
+        if first is not None and (first <= 0 or first % FRAME_BYTES or first > batch):
+            raise ValueError(f"first message of {first} B: whole frames, at most a batch")
         self.batch = batch
+        self.first = first
         self._buf = bytearray()
+        self._sent = False
 
     @property
     def buffered(self) -> int:
@@ -47,10 +57,19 @@ class Packer:
     def push(self, pcm: bytes) -> list[bytes]:
         self._buf += pcm
         out: list[bytes] = []
+        if not self._sent and self.first is not None:
+            whole = len(self._buf) - len(self._buf) % FRAME_BYTES
+            if whole == len(self._buf):
+                whole -= FRAME_BYTES  # keep something back for `last`
+            if whole >= self.first:
+                n = min(whole, self.batch)
+                out.append(bytes(self._buf[:n]))
+                del self._buf[:n]
         # Strictly more than a batch: the last full batch waits until we know it is not the end.
         while len(self._buf) > self.batch:
             out.append(bytes(self._buf[: self.batch]))
             del self._buf[: self.batch]
+        self._sent = self._sent or bool(out)
         return out
 
     def finish(self) -> bytes:

@@ -1,11 +1,15 @@
-"""Resampling provider audio to 8 kHz s16 mono with PyAV, in worker processes.
+"""Resampling provider audio to 8 kHz s16 mono with PyAV.
 
 `av.AudioResampler` keeps filter state between calls, so an utterance resampled chunk by chunk is
-continuous (no click at chunk edges) only if every chunk goes through the same resampler object.
-A `ProcessPoolExecutor` gives no affinity between a task and a process, so the pool is a set of
-single-process executors (one per CPU): a stream is pinned to one of them for its life and its
-resampler lives in that process, keyed by stream id. Each executor runs its tasks in order, which
-also makes it the safe home for libespeak (global, not thread-safe state).
+continuous (no click at chunk edges) only if every chunk goes through the same resampler object:
+a `ResampleStream` holds one per utterance. Streams are resampled on the event loop: a 100 ms
+chunk at 24 kHz costs about 26 µs, where shipping it to a pool process and back cost 0.43 ms on
+an idle machine, and much more on a busy one (three threads and a process to schedule per
+chunk), which starved the edge of a synthesised answer's next frames at 100 calls.
+
+The pool is a set of single-process executors (one per CPU) for the work that is heavy or
+not thread-safe: libespeak (global state) synthesising whole sentences. Each executor runs its
+tasks in order.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import itertools
 import logging
 import multiprocessing
 import os
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -66,24 +69,6 @@ def resample_all(pcm: bytes, in_rate: int) -> bytes:
     """A whole signal at once (phrase cache, tests)."""
     resampler = new_resampler()
     return resample_chunk(resampler, pcm, in_rate) + drain(resampler)
-
-
-_streams: dict[str, av.AudioResampler] = {}
-
-
-def _feed(stream_id: str, in_rate: int, pcm: bytes, final: bool) -> bytes:
-    resampler = _streams.get(stream_id)
-    if resampler is None:
-        resampler = _streams[stream_id] = new_resampler()
-    out = resample_chunk(resampler, pcm, in_rate)
-    if final:
-        out += drain(resampler)
-        del _streams[stream_id]
-    return out
-
-
-def _drop(stream_id: str) -> None:
-    _streams.pop(stream_id, None)
 
 
 def _ready() -> int:
@@ -153,7 +138,8 @@ class AudioPool:
         self._shards[shard].submit(fn, *args)
 
     def stream(self, in_rate: int) -> ResampleStream:
-        return ResampleStream(self, self.pick(), in_rate)
+        """A stream resampled on the loop (see the module's docstring): no process involved."""
+        return ResampleStream(in_rate)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.shutdown)
@@ -166,18 +152,16 @@ class AudioPool:
 
 
 class ResampleStream:
-    """One continuous signal at `in_rate` resampled to 8 kHz in one pool process.
+    """One continuous signal at `in_rate` resampled to 8 kHz, chunk by chunk.
 
-    Chunks may hold an odd number of bytes; the odd byte waits for the next chunk.
+    Chunks may hold an odd number of bytes; the odd byte waits for the next chunk. `feed` and
+    `finish` are coroutines for the callers' sake (a stream used to live in a pool process).
     """
 
-    def __init__(self, pool: AudioPool, shard: int, in_rate: int) -> None:
-        self.pool = pool
-        self.shard = shard
+    def __init__(self, in_rate: int) -> None:
         self.in_rate = in_rate
-        self.id = uuid.uuid4().hex
         self._odd = b""
-        self._open = False
+        self._resampler: av.AudioResampler | None = None
 
     async def feed(self, pcm: bytes) -> bytes:
         data = self._odd + pcm
@@ -185,16 +169,15 @@ class ResampleStream:
         self._odd = data[cut:]
         if not cut:
             return b""
-        self._open = True
-        return await self.pool.run(self.shard, _feed, self.id, self.in_rate, data[:cut], False)
+        if self._resampler is None:
+            self._resampler = new_resampler()
+        return resample_chunk(self._resampler, data[:cut], self.in_rate)
 
     async def finish(self) -> bytes:
         """The rest of the signal; the stream's state is freed."""
-        self._open = False
-        return await self.pool.run(self.shard, _feed, self.id, self.in_rate, b"", True)
+        resampler, self._resampler = self._resampler, None
+        return drain(resampler) if resampler is not None else b""
 
     def close(self) -> None:
         """Free the state of a stream that will not be finished (cancelled, failed)."""
-        if self._open:
-            self._open = False
-            self.pool.submit(self.shard, _drop, self.id)
+        self._resampler = None

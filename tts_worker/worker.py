@@ -25,7 +25,7 @@ from typing import Protocol
 from nats.js.errors import NotFoundError
 
 from events import schemas, streams, subjects
-from events.audio import BadAudio, out_headers, parse_out
+from events.audio import FRAME_BYTES, BadAudio, out_headers, parse_out
 from events.bus import Bus
 from events.claims import CallClaims, Claim
 from events.fence import Fence
@@ -40,6 +40,10 @@ from tts_worker.providers.openai import OpenAIProvider
 from tts_worker.resample import AudioPool, PoolFailure, ResampleStream
 
 log = logging.getLogger("tts_worker")
+
+# An utterance starts playing once the edge holds EDGE_PREBUFFER_MS (40 ms by default): its
+# first message goes with that much, not a whole AUDIO_OUT_BATCH_MS batch.
+FIRST_MESSAGE_BYTES = 2 * FRAME_BYTES
 
 
 class NativeVoice(Protocol):
@@ -162,10 +166,19 @@ class _Outlet:
         self.say = say
         self.claim = claim
         self.subject = subjects.audio_out(say.call_id)
-        self.packer = Packer(worker.batch)
+        self.packer = Packer(worker.batch, first=min(worker.batch, FIRST_MESSAGE_BYTES))
         self.seq = 0
+        self._leading = True  # no sound pushed yet
 
     async def push(self, pcm: bytes) -> None:
+        if self._leading:
+            # Digital silence before the first sound is not sent: the caller hears the answer
+            # that much sooner (espeak puts 40 ms of it before a first plosive: "Puis-je",
+            # "Pardon", "Tapez" in the cached phrases). Whole samples only.
+            silent = len(pcm) - len(pcm.lstrip(b"\0"))
+            silent -= silent % 2
+            self._leading = silent == len(pcm)
+            pcm = pcm[silent:]
         for message in self.packer.push(pcm):
             await self._send(message, last=False)
 

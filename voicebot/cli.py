@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument(
         "--timeout", type=float, default=30.0, help="seconds to wait for the bot each turn"
     )
+    _load_arguments(call)
 
     s = sub.add_parser("sub", help="print messages on a subject, like `nats sub`")
     s.add_argument("subject", nargs="?", default="call.>")
@@ -121,6 +122,37 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--cache-dir", type=Path, default=None)
     c.add_argument("--force", action="store_true", help="regenerate every phrase")
     return p
+
+
+def _load_arguments(call: argparse.ArgumentParser) -> None:
+    """`voicebot call --calls N`: the load caller's options."""
+    load = call.add_argument_group(
+        "load", "with --calls N: N concurrent calls from one timer, figures at the end"
+    )
+    load.add_argument("--calls", type=int, default=None, help="place N concurrent calls")
+    load.add_argument(
+        "--duration", type=float, default=30.0, help="seconds from the last connection to the end"
+    )
+    load.add_argument(
+        "--ramp", type=float, default=0.0, help="spread the connections over R seconds"
+    )
+    load.add_argument(
+        "--warmup", type=float, default=1.0, help="pacing is measured after W seconds"
+    )
+    load.add_argument(
+        "--keyed",
+        action="store_true",
+        help="speak line k as the tone the Deepgram loopback hears as its text (bench)",
+    )
+    load.add_argument(
+        "--provider-delays",
+        default=None,
+        metavar="STT,LLM,TTS",
+        help="the providers' own delays in ms (e.g. 300,150,200): also print the latency "
+        "the pipeline adds to them",
+    )
+    load.add_argument("--json", type=Path, default=None, help="write the figures to this file")
+    load.add_argument("--quiet", action="store_true", help="no per-call lines")
 
 
 def _archive_parsers(sub: Any) -> None:
@@ -388,17 +420,26 @@ async def _cache(args: argparse.Namespace) -> int:
 
 
 async def _call(args: argparse.Namespace) -> int:
-    from voicebot.caller import SAMPLE_CALL, Caller, ScriptError, parse_script
+    from voicebot.caller import SAMPLE_CALL, SAMPLE_DIALOG, Caller, ScriptError, parse_script
     from voicebot.speech import caller_voice, synthesizer
 
     script = args.script or SAMPLE_CALL
     try:
-        steps = parse_script(script.read_text(encoding="utf-8"), base_dir=script.parent)
+        if args.keyed and args.script is None:
+            # Keyed lines need no recording: the sample dialog as text, the lines the Deepgram
+            # loopback (bench/loopback_providers.py) hears by default.
+            steps = parse_script(SAMPLE_DIALOG)
+        else:
+            steps = parse_script(script.read_text(encoding="utf-8"), base_dir=script.parent)
     except (OSError, ScriptError) as e:
         print(f"voicebot call: {e}", file=sys.stderr)
         return 2
     port = args.port or env.get_int("AUDIOSOCKET_PORT", 9090)
     voice = args.voice or caller_voice()
+    if args.calls is not None:
+        from voicebot.load_cli import load_call
+
+        return await load_call(args, steps, port, synthesizer(voice))
     caller = Caller(
         args.host,
         port,

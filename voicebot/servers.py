@@ -66,6 +66,7 @@ class NatsServer:
     port: int = 4222
     host: str = "127.0.0.1"
     config: Path | None = None  # a nats.conf; its `port`/`store_dir` are overridden on the CLI
+    monitor_port: int = 0  # nats-server's HTTP monitoring (/varz: messages in and out); 0: off
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -86,6 +87,8 @@ class NatsServer:
         ]
         if self.config is not None:
             args += ["-c", str(self.config)]
+        if self.monitor_port:
+            args += ["-m", str(self.monitor_port)]
         log_path = self.store_dir.parent / f"nats-{self.port}.log"
         with open(log_path, "ab") as out:
             # The command first: after a kill -9 (a fault drill), it is how to bring it back.

@@ -138,7 +138,10 @@ async def _start_nats(stack: Stack, *, nats_cluster: bool) -> None:
         else:
             conf = PROJECT / "nats.conf"
             stack.nats = NatsServer(
-                store_dir=data_dir / "nats", port=port, config=conf if conf.exists() else None
+                store_dir=data_dir / "nats",
+                port=port,
+                config=conf if conf.exists() else None,
+                monitor_port=env.get_int("NATS_MONITOR_PORT", 0, minimum=0),
             )
             await asyncio.to_thread(stack.nats.start)
             stack.notes.append(f"NATS: {url} (embedded, JetStream store {data_dir / 'nats'})")

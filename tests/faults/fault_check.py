@@ -69,8 +69,9 @@ class CallRecord:
         return record
 
     def caller_audio_lost(self) -> int:
-        """audio.in messages (20 ms each by default) the edge numbered but the stream lacks:
-        caller audio is published without acknowledgement, so an outage can drop some."""
+        """audio.in messages the edge numbered but the stream lacks (each one frame of 20 ms up
+        to AUDIO_IN_BATCH_MS): caller audio is published without acknowledgement, so an
+        outage can drop some."""
         seqs = sorted(set(self.audio_in_seqs))
         return (seqs[-1] + 1 - len(seqs)) if seqs else 0
 

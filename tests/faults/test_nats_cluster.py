@@ -132,7 +132,8 @@ def test_caller_audio_lost_in_the_election_is_reported_and_the_bot_asks_again(
     if lost == 0:
         assert gaps == []  # nothing lost this time: nothing to report
         return
-    # Every lost stretch is said: the gaps cover at least the audio the stream lacks.
+    # Every lost stretch is said: the gaps cover at least the audio the stream lacks, and a
+    # lost message held at least one 20 ms frame whatever AUDIO_IN_BATCH_MS is.
     covered = sum(g.to_s - g.from_s for g in gaps)
     assert gaps and covered >= lost * 0.020 - 0.05, (lost, gaps)
     assert "repeat" in record.says()

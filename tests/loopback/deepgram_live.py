@@ -18,7 +18,6 @@ Every connection is recorded for the test to inspect.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
 import hashlib
@@ -37,6 +36,9 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+# Keyed mode's tones live with the callers that speak them (`voicebot call --keyed`).
+from voicebot.keyed import KEY_LINES, key_hz, key_of, key_tone  # noqa: F401
+
 BYTES_PER_SECOND = 16_000  # s16le, 8 kHz, mono: what the provider is configured to send
 NET0001_REASON = (
     "Deepgram did not receive audio data or a text message within the timeout window. "
@@ -46,40 +48,6 @@ _MODEL_UUID = "1dbdfb4d-85b2-4659-9831-16b3c76229aa"
 _BOOLEAN_PARAMS = ("interim_results", "vad_events", "smart_format", "punctuate")
 _ENCODINGS = {"linear16", "linear32", "flac", "alaw", "mulaw", "amr-nb", "amr-wb", "opus", "speex"}
 SAMPLE_RATE = 8000
-# Keyed mode: line k is a tone at KEY_BASE_HZ + k * KEY_STEP_HZ. 150 Hz apart, a stretch of 0.1 s
-# (a frame resolution of 10 Hz) is told apart with a wide margin; 0..19 stay below 3.2 kHz.
-KEY_BASE_HZ = 300.0
-KEY_STEP_HZ = 150.0
-KEY_LINES = 20
-
-
-def key_hz(k: int) -> float:
-    if not 0 <= k < KEY_LINES:
-        raise ValueError(f"keyed lines are numbered 0..{KEY_LINES - 1}, got {k}")
-    return KEY_BASE_HZ + k * KEY_STEP_HZ
-
-
-def key_tone(k: int, seconds: float = 0.6, *, dbfs: float = -12.0) -> bytes:
-    """Line k of a keyed script as 8 kHz s16le "speech": a tone burst with 10 ms ramps."""
-    n = int(seconds * SAMPLE_RATE)
-    t = np.arange(n) / SAMPLE_RATE
-    amplitude = 32767 * 10 ** (dbfs / 20)
-    ramp = np.minimum(1.0, np.minimum(np.arange(n), np.arange(n)[::-1]) / (0.01 * SAMPLE_RATE))
-    x = amplitude * ramp * np.sin(2 * np.pi * key_hz(k) * t)
-    return bytes(x.astype("<i2").tobytes())
-
-
-def key_of(pcm: bytes) -> int | None:
-    """Which keyed line a stretch of 8 kHz s16le audio is (its dominant frequency), or None."""
-    x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float64)
-    if len(x) < SAMPLE_RATE // 50:
-        return None
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(len(x))))
-    peak = float(np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)[int(np.argmax(spectrum))])
-    k = round((peak - KEY_BASE_HZ) / KEY_STEP_HZ)
-    if not 0 <= k < KEY_LINES or abs(peak - key_hz(k)) > KEY_STEP_HZ / 3:
-        return None
-    return k
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +102,7 @@ class ConnectionRecord:
     keyterms: list[str] = field(default_factory=list)  # `keyterm` parameters
     configures: list[list[str] | None] = field(default_factory=list)  # Configure keyterms
     audio: bytearray = field(default_factory=bytearray)
+    audio_base: int = 0  # bytes dropped from the front of `audio` (keep_history=False)
     keepalives: int = 0
     close_stream: bool = False
     dropped: bool = False
@@ -143,7 +112,7 @@ class ConnectionRecord:
 
     @property
     def audio_seconds(self) -> float:
-        return len(self.audio) / BYTES_PER_SECOND
+        return (self.audio_base + len(self.audio)) / BYTES_PER_SECOND
 
 
 @dataclass(slots=True)
@@ -173,8 +142,14 @@ class DeepgramLoopback:
         utterance_silence_s: float = 0.5,
         voice_dbfs: float = -40.0,
         keyed: Sequence[str] | None = None,
+        keep_history: bool = True,
+        port: int = 0,
     ) -> None:
         self.api_key = api_key
+        # False (a load run of many calls for minutes): connections keep only the audio the
+        # segmentation still needs and not what was sent, so memory stays flat.
+        self.keep_history = keep_history
+        self.port = port  # 0: a free one
         # Utterance mode: instead of cues at fixed audio times, each voiced stretch of the audio
         # received (energy above `voice_dbfs`, ended by `utterance_silence_s` of quiet) is
         # "heard" as the next of `utterances`, so a test caller's lines get scripted transcripts
@@ -208,7 +183,11 @@ class DeepgramLoopback:
 
     async def __aenter__(self) -> DeepgramLoopback:
         self._server = await serve(
-            self._handle, "127.0.0.1", 0, process_request=self._process_request, compression=None
+            self._handle,
+            "127.0.0.1",
+            self.port,
+            process_request=self._process_request,
+            compression=None,
         )
         return self
 
@@ -331,20 +310,34 @@ class _Session:
             return True
         if self.server.utterances is not None or self.server.keyed is not None:
             await self._segment()
+            if not self.server.keep_history:
+                self._forget_audio()
             return False
         await self._play(self.record.audio_seconds)
         return False
+
+    def _forget_audio(self) -> None:
+        """Drop the audio before the stretch being heard (or before what is not segmented)."""
+        keep_from = self.segmented_upto
+        if self.voiced_from is not None:
+            keep_from = int(self.voiced_from * SAMPLE_RATE) * 2
+        cut = keep_from - self.record.audio_base
+        if cut > 0:
+            del self.record.audio[:cut]
+            self.record.audio_base += cut
 
     async def _segment(self) -> None:
         """Utterance mode: classify new 20 ms frames as voiced or not, answer per utterance."""
         frame = BYTES_PER_SECOND // 50
         audio = self.record.audio
-        while self.segmented_upto + frame <= len(audio):
-            chunk = bytes(audio[self.segmented_upto : self.segmented_upto + frame])
+        while self.segmented_upto + frame <= self.record.audio_base + len(audio):
+            at = self.segmented_upto - self.record.audio_base
+            chunk = bytes(audio[at : at + frame])
             self.segmented_upto += frame
             t = self.segmented_upto / BYTES_PER_SECOND
-            samples = array.array("h", chunk)
-            rms = math.sqrt(sum(x * x for x in samples) / len(samples)) if samples else 0.0
+            samples = np.frombuffer(chunk, "<i2").astype(np.float32)
+            # numpy, not a Python sum: at 200 calls this runs 10,000 times a second
+            rms = math.sqrt(float(samples @ samples) / len(samples)) if len(samples) else 0.0
             voiced = 20 * math.log10(max(rms, 1e-3) / 32768) > self.server.voice_dbfs
             if voiced:
                 if self.voiced_from is None:
@@ -371,7 +364,10 @@ class _Session:
         """The text of the voiced stretch [start, end] (seconds of this connection's audio)."""
         keyed = self.server.keyed
         if keyed is not None:
-            stretch = self.record.audio[int(start * SAMPLE_RATE) * 2 : int(end * SAMPLE_RATE) * 2]
+            base = self.record.audio_base
+            stretch = self.record.audio[
+                max(0, int(start * SAMPLE_RATE) * 2 - base) : int(end * SAMPLE_RATE) * 2 - base
+            ]
             k = key_of(bytes(stretch))
             return keyed[k] if k is not None and k < len(keyed) else ""
         script = self.server.utterances
@@ -464,7 +460,8 @@ class _Session:
             return
         if self.server.faults.response_delay_s:
             await asyncio.sleep(self.server.faults.response_delay_s)
-        self.record.sent.append(payload)
+        if self.server.keep_history:
+            self.record.sent.append(payload)
         with contextlib.suppress(ConnectionClosed):
             await self.ws.send(json.dumps(payload))
 

@@ -4,7 +4,7 @@ The real `groq` SDK (POST {base_url}/openai/v1/chat/completions) and the real `o
 (POST {base_url}/chat/completions with a base URL ending in /v1) talk to it over HTTP on
 127.0.0.1. Each request takes the next step of the script: a reply (after an optional delay),
 an HTTP error status, or a hang (no answer until the server closes). Requests are recorded.
-Stdlib asyncio only; one request per connection ("Connection: close").
+Stdlib asyncio only; one request per connection ("Connection: close") unless `keep_alive`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import itertools
 import json
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -45,10 +46,20 @@ class Request:
 
 @dataclass
 class ChatServer:
-    """`async with ChatServer() as server:` then `server.reply(...)`, `server.base_url`."""
+    """`async with ChatServer() as server:` then `server.reply(...)`, `server.base_url`.
+
+    Scripted steps are used first; with the script empty, `responder` (if given) makes the
+    step from the request (a benchmark answering every utterance), else the answer is HTTP 500.
+    `keep_requests=False`: nothing is recorded (a long load run). `keep_alive=True`: several
+    requests per connection, as the real services allow (a load run: no connection set-up
+    per utterance, which the real SDK would not pay either).
+    """
 
     host: str = "127.0.0.1"
     port: int = 0
+    responder: Callable[[Request], Step] | None = None
+    keep_requests: bool = True
+    keep_alive: bool = False
     requests: list[Request] = field(default_factory=list)
     _script: deque[Step] = field(default_factory=deque)
     _server: asyncio.Server | None = None
@@ -113,7 +124,8 @@ class ChatServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            await self._serve(reader, writer)
+            while await self._serve(reader, writer) and self.keep_alive:
+                pass
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client gave up (its timeout): nothing to answer
         finally:
@@ -122,7 +134,8 @@ class ChatServer:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """One request; False when the connection should close."""
         head = await reader.readuntil(b"\r\n\r\n")
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         method, path, _ = request_line.split(" ", 2)
@@ -132,23 +145,30 @@ class ChatServer:
         }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         request = Request(method, path, headers, json.loads(body) if body else None)
-        async with self._received:
-            self.requests.append(request)
-            self._received.notify_all()
+        if self.keep_requests:
+            async with self._received:
+                self.requests.append(request)
+                self._received.notify_all()
         if method != "POST" or path not in PATHS:
             await _respond(writer, 404, {"error": {"message": f"no route {method} {path}"}})
-            return
-        step = self._script.popleft() if self._script else Step(status=500)
+            return False
+        if self._script:
+            step = self._script.popleft()
+        elif self.responder is not None:
+            step = self.responder(request)
+        else:
+            step = Step(status=500)
         if step.hang:
             await self._closing.wait()
-            return
+            return False
         if step.delay_s:
             await asyncio.sleep(step.delay_s)
         if step.status != 200:
             error = {"message": f"scripted HTTP {step.status}", "type": "server_error"}
-            await _respond(writer, step.status, {"error": error})
-            return
-        await _respond(writer, 200, self._completion(request, step.content))
+            await _respond(writer, step.status, {"error": error}, self.keep_alive)
+            return True
+        await _respond(writer, 200, self._completion(request, step.content), self.keep_alive)
+        return True
 
     def _completion(self, request: Request, content: str | None) -> dict[str, Any]:
         n = next(self._ids)
@@ -171,13 +191,15 @@ class ChatServer:
         }
 
 
-async def _respond(writer: asyncio.StreamWriter, status: int, payload: dict[str, Any]) -> None:
+async def _respond(
+    writer: asyncio.StreamWriter, status: int, payload: dict[str, Any], keep_alive: bool = False
+) -> None:
     body = json.dumps(payload).encode()
     head = (
         f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
+        f"Connection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
     writer.write(head.encode("latin-1") + body)
     await writer.drain()

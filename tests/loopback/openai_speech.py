@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import math
 import time
@@ -45,6 +46,7 @@ class SpeechRequest:
     cancelled: bool = False  # the client closed the stream before its end
 
 
+@functools.lru_cache(maxsize=64)
 def sine(script: SpeechScript) -> bytes:
     samples = round(script.duration_s * RATE_HZ)
     f0 = script.frequency_hz
@@ -65,6 +67,10 @@ class OpenAISpeechServer:
     api_key: str = "test-key"
     script: SpeechScript = field(default_factory=SpeechScript)  # when `queue` is empty
     queue: list[SpeechScript] = field(default_factory=list)  # consumed one per request
+    # With the queue empty: the script for a request's JSON body (a benchmark whose audio
+    # lasts as long as the text would), else `script`.
+    script_for: Callable[[dict[str, object]], SpeechScript] | None = None
+    keep_requests: bool = True  # False: nothing recorded (a long load run)
     requests: list[SpeechRequest] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -77,7 +83,7 @@ class OpenAISpeechServer:
 
     async def start(self) -> None:
         self._changed = asyncio.Condition()
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
@@ -146,12 +152,18 @@ class OpenAISpeechServer:
             return True
         auth = headers.get("authorization", "")
         request = SpeechRequest(json.loads(body or b"{}"), auth, time.monotonic())
-        self.requests.append(request)
-        await self._notify()
+        if self.keep_requests:
+            self.requests.append(request)
+            await self._notify()
         if auth != f"Bearer {self.api_key}":
             await self._error(writer, 401, "Incorrect API key provided")
             return True
-        script = self.queue.pop(0) if self.queue else self.script
+        if self.queue:
+            script = self.queue.pop(0)
+        elif self.script_for is not None:
+            script = self.script_for(request.body)
+        else:
+            script = self.script
         if script.delay_s:
             await asyncio.sleep(script.delay_s)
         if script.status != 200:

@@ -21,7 +21,7 @@ def test_defaults_match_the_design() -> None:
     assert (cfg.host, cfg.port, cfg.http_port, cfg.metrics_port) == ("0.0.0.0", 9090, 8080, 9091)
     assert cfg.max_concurrent_calls == 20 and cfg.allowed_peers == () and cfg.api_token is None
     assert cfg.nats_url == "nats://127.0.0.1:4222" and str(cfg.cache_dir) == "assets/cache"
-    assert cfg.audio_in_batch_ms == 20
+    assert cfg.audio_in_batch_ms == 100
 
 
 def test_env_is_read_and_peers_canonicalised() -> None:

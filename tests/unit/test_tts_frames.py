@@ -64,3 +64,24 @@ def test_an_utterance_with_no_audio_still_has_a_last_frame() -> None:
 def test_messages_of_a_cached_phrase() -> None:
     messages = messages_of(bytes(FRAME_BYTES * 12), 5 * FRAME_BYTES)
     assert [len(m) // FRAME_BYTES for m in messages] == [5, 5, 2]
+
+
+def test_a_streamed_utterance_starts_with_a_small_first_message() -> None:
+    packer = Packer(5 * FRAME_BYTES, first=2 * FRAME_BYTES)
+    assert packer.push(bytes(FRAME_BYTES + 7)) == []  # not yet the edge's prebuffer
+    first = packer.push(bytes(2 * FRAME_BYTES))  # 3 frames and 7 bytes: 3 go at once
+    assert [len(m) for m in first] == [3 * FRAME_BYTES]
+    assert packer.push(bytes(5 * FRAME_BYTES)) == [bytes(5 * FRAME_BYTES)]  # then batches
+    assert len(packer.finish()) == FRAME_BYTES  # the 7 bytes left, padded, marked last
+
+
+def test_a_cached_phrase_keeps_whole_batches_with_a_first_size() -> None:
+    packer = Packer(5 * FRAME_BYTES, first=2 * FRAME_BYTES)
+    out = packer.push(bytes(12 * FRAME_BYTES))
+    assert [len(m) // FRAME_BYTES for m in [*out, packer.finish()]] == [5, 5, 2]
+
+
+def test_a_first_message_that_would_leave_nothing_for_last_keeps_a_frame() -> None:
+    packer = Packer(5 * FRAME_BYTES, first=2 * FRAME_BYTES)
+    assert [len(m) // FRAME_BYTES for m in packer.push(bytes(3 * FRAME_BYTES))] == [2]
+    assert len(packer.finish()) == FRAME_BYTES
