@@ -326,6 +326,7 @@ class Profiler:
             cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking"]
             cmd += ["--pid", str(pid), "--duration", str(round(self.seconds))]
             cmd += ["--rate", str(PROFILE_RATE), "--format", "raw", "--nolineno"]
+            cmd += ["--subprocesses"]  # pool processes; the loopbacks' three servers
             with (self.out_dir / f"{name}.log").open("w") as log:
                 proc = subprocess.Popen([*cmd, "--output", str(raw)], stdout=log, stderr=log)
             self.running[name] = (proc, raw)
@@ -354,7 +355,9 @@ def package(frame: str) -> str:
 
 def summarize(raw: str, expected: float) -> dict[str, Any]:
     """Collapsed stacks (`a;b;c count`) -> busy %, and the top frames by own (the leaf) and
-    total samples (% of the process's sampled, i.e. non-idle, stacks)."""
+    total samples (% of the process's sampled, i.e. non-idle, stacks). Non-idle is Linux's
+    state R: running, or ready and waiting for a CPU; a process at SCHED_RR (the edge, the
+    caller, the loopbacks) runs when py-spy cannot, so its busy % undercounts."""
     own: dict[str, int] = {}
     total: dict[str, int] = {}
     packages: dict[str, int] = {}
@@ -386,8 +389,8 @@ def summarize(raw: str, expected: float) -> dict[str, Any]:
 
 def format_profile(result: dict[str, Any]) -> str:
     lines = [
-        f"py-spy at {PROFILE_RATE} Hz; busy = non-idle samples / samples taken (% of a core, "
-        f"roughly); other figures: % of the process's non-idle samples. py-spy's own CPU: "
+        f"py-spy at {PROFILE_RATE} Hz; busy = samples running or waiting for a CPU / samples "
+        f"taken; other figures: % of the process's busy samples. py-spy's own CPU: "
         f"{result['py_spy_cpu_pct']} % of a core"
     ]
     for name, s in result.items():
