@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/capacity.py [--parts pacing,crosscheck,cloud]
         [--pacing-calls 20,100,200] [--cloud-calls 100,200] [--crosscheck-calls 200]
-        [--seconds 11] [--up-env KEY=VALUE] [--json F]
+        [--seconds 11] [--up-env KEY=VALUE] [--json F] [--profile DIR]
 
 pacing      `voicebot up` as `make run` starts it (offline providers; MAX_CONCURRENT_CALLS=250
             the only change), N calls connecting together, each silent after its UUID,
@@ -21,6 +21,12 @@ cloud       bench/loopback_providers.py (Deepgram final 300 ms after the end of 
             (the edge's counter), dropped calls, CPU per call of each process, NATS messages
             per second, memory per call. TTS_LRU_SIZE=0: every synthesized answer pays the
             provider's 200 ms (the figure subtracts it).
+            With --profile DIR, each N above 1 is also profiled over the CPU window:
+            `py-spy record --nonblocking --format raw` (collapsed stacks, which speedscope
+            opens) of every Python process (the services, the caller, the loopbacks) at
+            PROFILE_RATE Hz; DIR/<N>/<process>.txt and a summary (DIR/<N>/summary.txt, also
+            printed): how busy each process was, its functions by own samples, the project's
+            functions by total samples, own samples by package. pip install py-spy first.
 
 Every process runs at its normal priority, the edge at SCHED_RR 10 as `voicebot up` starts
 it; the callers at SCHED_RR 20, as an Asterisk on its own machine would not wait for our CPU;
@@ -111,6 +117,7 @@ class System:
     nats_monitor: int
     nats_port: int
     pids: dict[str, int] = field(default_factory=dict)  # service -> pid (from the banner)
+    bench: dict[str, int] = field(default_factory=dict)  # the bench's own servers -> pid
 
     def groups(self) -> dict[str, list[int]]:
         """Process groups to account CPU and memory to: each service with its pool processes,
@@ -125,7 +132,17 @@ class System:
         port = f"-p {self.env['PG_PORT']} "
         postmaster = [p.pid for p in procs.values() if "/postgres -D" in p.cmd and port in p.cmd]
         groups["postgres"] = [p for pid in postmaster for p in (x.pid for x in tree(procs, pid))]
+        # not the pipeline, but on the same cores: the load caller and the loopback providers
+        if callers := self.callers(procs):
+            groups["caller"] = callers
+        for name, pid in self.bench.items():
+            groups[name] = [p.pid for p in tree(procs, pid)]
         return groups
+
+    def callers(self, procs: dict[int, Proc]) -> list[int]:
+        """The `voicebot call` processes calling this system."""
+        port = f"--port {self.audiosocket} "
+        return [p.pid for p in procs.values() if " voicebot.cli call " in p.cmd and port in p.cmd]
 
 
 def spawn(cmd: list[str], log: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -251,6 +268,7 @@ class Usage:
     rss: dict[str, int]
     nats_in: int
     nats_out: int
+    machine: tuple[int, int]  # busy and all jiffies of every CPU (/proc/stat)
 
     @classmethod
     def sample(cls, system: System) -> Usage:
@@ -260,7 +278,10 @@ class Usage:
             cpu[name] = sum(procs[p].cpu_s for p in pids if p in procs)
             rss[name] = sum(procs[p].rss for p in pids if p in procs)
         v = varz(system.nats_monitor)
-        return cls(time.monotonic(), cpu, rss, int(v["in_msgs"]), int(v["out_msgs"]))
+        jiffies = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        machine = (sum(jiffies) - jiffies[3] - jiffies[4], sum(jiffies))  # minus idle, iowait
+        nats_in, nats_out = int(v["in_msgs"]), int(v["out_msgs"])
+        return cls(time.monotonic(), cpu, rss, nats_in, nats_out, machine)
 
 
 def usage_between(a: Usage, b: Usage) -> dict[str, Any]:
@@ -271,7 +292,119 @@ def usage_between(a: Usage, b: Usage) -> dict[str, Any]:
         "rss_mb": {k: round(v / 2**20, 1) for k, v in b.rss.items()},
         "nats_in_per_s": round((b.nats_in - a.nats_in) / dt),
         "nats_out_per_s": round((b.nats_out - a.nats_out) / dt),
+        # every process on the machine, % of one core (200 = both cores busy)
+        "machine_busy_pct": round(
+            100
+            * (os.cpu_count() or 1)
+            * (b.machine[0] - a.machine[0])
+            / max(1, b.machine[1] - a.machine[1]),
+            1,
+        ),
     }
+
+
+# --- profiles -----------------------------------------------------------------------------------
+
+PROFILE_RATE = 50  # samples a second; py-spy's own CPU is printed with the summary
+PROJECT = {"events", "brain", "edge", "stt_worker", "tts_worker", "archiver", "console", "voicebot"}
+PROJECT |= {"bench", "loopback_providers.py"}
+TOP = 8
+
+
+@dataclass
+class Profiler:
+    """One `py-spy record --nonblocking` per process, started together."""
+
+    out_dir: Path
+    seconds: float
+    running: dict[str, tuple[subprocess.Popen[bytes], Path]] = field(default_factory=dict)
+
+    def start(self, targets: dict[str, int]) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        for name, pid in targets.items():
+            raw = self.out_dir / f"{name}.txt"
+            cmd = [str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking"]
+            cmd += ["--pid", str(pid), "--duration", str(round(self.seconds))]
+            cmd += ["--rate", str(PROFILE_RATE), "--format", "raw", "--nolineno"]
+            cmd += ["--subprocesses"]  # pool processes; the loopbacks' three servers
+            with (self.out_dir / f"{name}.log").open("w") as log:
+                proc = subprocess.Popen([*cmd, "--output", str(raw)], stdout=log, stderr=log)
+            self.running[name] = (proc, raw)
+
+    def finish(self) -> dict[str, Any]:
+        """Each process's summary, and py-spy's own CPU (% of a core, all of them)."""
+        summaries: dict[str, Any] = {}
+        spy_cpu_s = 0.0
+        for name, (proc, raw) in self.running.items():
+            _, status, rusage = os.wait4(proc.pid, 0)
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            spy_cpu_s += rusage.ru_utime + rusage.ru_stime
+            if raw.exists():
+                summaries[name] = summarize(raw.read_text(), PROFILE_RATE * self.seconds)
+        result = {"py_spy_cpu_pct": round(100 * spy_cpu_s / self.seconds, 1), **summaries}
+        (self.out_dir / "summary.txt").write_text(format_profile(result))
+        (self.out_dir / "summary.json").write_text(json.dumps(result, indent=1))
+        return result
+
+
+def package(frame: str) -> str:
+    """`func (pkg/mod.py)` -> pkg (py-spy shortens the file name to its package part)."""
+    file = frame.rsplit(" (", 1)[-1].rstrip(")")
+    return file.split("/", 1)[0] if "/" in file else file
+
+
+def summarize(raw: str, expected: float) -> dict[str, Any]:
+    """Collapsed stacks (`a;b;c count`) -> busy %, and the top frames by own (the leaf) and
+    total samples (% of the process's sampled, i.e. non-idle, stacks). Non-idle is Linux's
+    state R: running, or ready and waiting for a CPU; a process at SCHED_RR (the edge, the
+    caller, the loopbacks) runs when py-spy cannot, so its busy % undercounts."""
+    own: dict[str, int] = {}
+    total: dict[str, int] = {}
+    packages: dict[str, int] = {}
+    samples = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n, frames = int(count), stack.split(";")
+        samples += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        packages[package(frames[-1])] = packages.get(package(frames[-1]), 0) + n
+        for frame in set(frames):
+            if package(frame) in PROJECT:
+                total[frame] = total.get(frame, 0) + n
+
+    def top(counts: dict[str, int]) -> list[tuple[str, float]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:TOP]
+        return [(k, round(100 * v / max(1, samples), 1)) for k, v in ranked]
+
+    return {
+        "samples": samples,
+        "busy_pct": round(100 * samples / max(1.0, expected), 1),
+        "own": top(own),
+        "total_project": top(total),
+        "own_by_package": top(packages),
+    }
+
+
+def format_profile(result: dict[str, Any]) -> str:
+    lines = [
+        f"py-spy at {PROFILE_RATE} Hz; busy = samples running or waiting for a CPU / samples "
+        f"taken; other figures: % of the process's busy samples. py-spy's own CPU: "
+        f"{result['py_spy_cpu_pct']} % of a core"
+    ]
+    for name, s in result.items():
+        if not isinstance(s, dict):
+            continue
+        lines.append(f"\n{name}: busy {s['busy_pct']} % ({s['samples']} samples)")
+        for title, key in (
+            ("own", "own"),
+            ("total (project code)", "total_project"),
+            ("own by package", "own_by_package"),
+        ):
+            lines.append(f"  {title}:")
+            lines += [f"    {pct:5.1f} %  {frame}" for frame, pct in s[key]]
+    return "\n".join(lines) + "\n"
 
 
 # --- callers ------------------------------------------------------------------------------------
@@ -442,10 +575,14 @@ def part_cloud(args: argparse.Namespace, out: dict[str, Any]) -> None:
         cloud["TTS_LRU_SIZE"] = "0"
         rows = out.setdefault("cloud", [])
         with running_up("cloud", {**cloud, **args.up_env}) as system:
+            system.bench["loopbacks"] = loopbacks.pid
             for calls in [1, *args.cloud_calls]:
                 settle(system)
                 time.sleep(2)
-                row = cloud_run(system, calls, args.cloud_seconds)
+                profiler = None
+                if args.profile and calls > 1:
+                    profiler = Profiler(args.profile / str(calls), args.profile_seconds)
+                row = cloud_run(system, calls, args.cloud_seconds, profiler)
                 rows.append(row)
                 print_cloud(row)
     finally:
@@ -457,9 +594,11 @@ ARRIVALS_PER_S = 10.0  # speaking calls connect at this rate (a busy hour, not o
 STEADY_S = 10.0  # CPU and memory are measured over this, once every call is up
 
 
-def cloud_run(system: System, calls: int, seconds: float) -> dict[str, Any]:
+def cloud_run(
+    system: System, calls: int, seconds: float, profiler: Profiler | None = None
+) -> dict[str, Any]:
     """`calls` speaking calls connecting at ARRIVALS_PER_S, each `seconds` long at least (the
-    sample dialog takes about 33 s)."""
+    sample dialog takes about 33 s); profiled over the CPU window when a profiler is given."""
     idle = Usage.sample(system)
     underruns0 = scrape(system.metrics, "voicebot_edge_underruns_total")
     ramp = (calls - 1) / ARRIVALS_PER_S
@@ -467,6 +606,12 @@ def cloud_run(system: System, calls: int, seconds: float) -> dict[str, Any]:
 
     def measure() -> None:
         time.sleep(ramp + 1.0)  # every call connected and past its welcome's set-up
+        if profiler is not None:
+            targets = dict(system.pids)
+            targets |= {
+                f"caller{i or ''}": pid for i, pid in enumerate(system.callers(processes()))
+            }
+            profiler.start(targets | system.bench)
         sample["a"] = Usage.sample(system)
         time.sleep(STEADY_S)
         sample["b"] = Usage.sample(system)
@@ -475,6 +620,7 @@ def cloud_run(system: System, calls: int, seconds: float) -> dict[str, Any]:
     sampler.start()
     figs = our_caller(system.audiosocket, calls, seconds, system.env, keyed=True, ramp=ramp)
     sampler.join()
+    profile = profiler.finish() if profiler is not None else None
     underruns = scrape(system.metrics, "voicebot_edge_underruns_total") - underruns0
     during = usage_between(sample["a"], sample["b"])
     per_call_cpu = {k: round(v / calls, 3) for k, v in during["cpu_pct"].items()}
@@ -497,6 +643,7 @@ def cloud_run(system: System, calls: int, seconds: float) -> dict[str, Any]:
         "usage": during,
         "cpu_pct_per_call": per_call_cpu,
         "memory_mb_per_call": per_call_mb,
+        **({"profile": profile} if profile is not None else {}),
     }
 
 
@@ -525,12 +672,15 @@ def print_cloud(r: dict[str, Any]) -> None:
     cpu = ", ".join(f"{k} {v}" for k, v in u["cpu_pct"].items())
     print(
         f"      CPU % of a core: {cpu}; NATS {u['nats_in_per_s']} msgs/s in, "
-        f"{u['nats_out_per_s']} out",
+        f"{u['nats_out_per_s']} out; the machine {u['machine_busy_pct']} % of a core "
+        f"(of {100 * (os.cpu_count() or 1)})",
         flush=True,
     )
     per = ", ".join(f"{k} {v}" for k, v in r["cpu_pct_per_call"].items())
     mem = ", ".join(f"{k} {v}" for k, v in r["memory_mb_per_call"].items())
     print(f"      per call: CPU % {per}; memory MB {mem}", flush=True)
+    if "profile" in r:
+        print("\n" + format_profile(r["profile"]), flush=True)
 
 
 def main() -> None:
@@ -551,6 +701,15 @@ def main() -> None:
         help="extra setting for both `voicebot up`s, e.g. AUDIO_IN_BATCH_MS=20 (repeatable)",
     )
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="py-spy every Python process over each cloud run's CPU window, e.g. var/bench/profile",
+    )
+    parser.add_argument(
+        "--profile-seconds", type=float, default=STEADY_S, help="how long to profile"
+    )
     args = parser.parse_args()
     args.up_env = dict(kv.split("=", 1) for kv in args.up_env)
     args.parts = args.parts.split(",")
