@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import datetime
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.log_level or env.get_str("LOG_LEVEL", "INFO"))
     install_uvloop()
+    if args.command in ("archive", "purge", "export"):
+        _default_database_url()
     try:
         match args.command:
             case "up":
@@ -271,6 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"voicebot: {e}", file=sys.stderr)
         return 2
     return 2
+
+
+def _default_database_url() -> None:
+    """Without DATABASE_URL, the PostgreSQL `voicebot up` (`make run`) embeds, as NATS_URL
+    defaults to its nats-server: `voicebot archive` in a second terminal just works."""
+    if env.get_opt("DATABASE_URL") is None:
+        from voicebot.servers import PostgresServer
+
+        port = env.get_int("PG_PORT", 5432)
+        os.environ["DATABASE_URL"] = PostgresServer(data_dir=Path("."), port=port).url
 
 
 async def _recordings(args: argparse.Namespace) -> int:

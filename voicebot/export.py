@@ -16,7 +16,7 @@ import datetime
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Coroutine, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ async def read_call(
         events = await read_stream(nc, streams.CALLS, subjects.all_of(call_id))
         source = "streams"
         if not events and database_url is not None:
-            events = await _from_archive(database_url, call_id)
+            events = await _archived(_from_archive(database_url, call_id), database_url)
             source = "postgresql"
         if not events:
             raise ExportError(f"no events of call {call_id} in the CALLS stream at {url}")
@@ -118,7 +118,8 @@ async def read_call(
                 sound += await read_stream(nc, streams.AUDIO, subject)
             audio_source = "streams" if sound else None
             if not sound and database_url is not None:
-                sound = await _audio_from_mp3(database_url, call_id, events)
+                from_mp3 = _audio_from_mp3(database_url, call_id, events)
+                sound = await _archived(from_mp3, database_url)
                 audio_source = "mp3" if sound else None
     finally:
         await nc.close()
@@ -155,6 +156,16 @@ async def export_call(
         url, call_id, audio=audio, database_url=database_url, setup=setup, login=login
     )
     return recording.write(rec, path)
+
+
+async def _archived(read: Coroutine[Any, Any, list[Message]], database_url: str) -> list[Message]:
+    """What the archive holds; a clear error when the archive cannot be read."""
+    import asyncpg
+
+    try:
+        return await read
+    except (OSError, TimeoutError, asyncpg.PostgresError) as e:
+        raise ExportError(f"not in the streams, and the archive at {database_url}: {e}") from e
 
 
 async def _from_archive(database_url: str, call_id: str) -> list[Message]:
