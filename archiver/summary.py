@@ -99,7 +99,7 @@ def _ending(out: CallSummary, history: list[Stored]) -> None:
                 out.provider_errors += 1
 
 
-def _live_decisions(history: list[Stored]) -> list[tuple[int, schemas.Decision]]:
+def live_decisions(history: list[Stored]) -> list[tuple[int, schemas.Decision]]:
     """Decisions of the brain that owned the call: one from an owner that had already been
     replaced (its epoch below the newest brain claim before it) did not happen."""
     newest = 0
@@ -114,7 +114,7 @@ def _live_decisions(history: list[Stored]) -> list[tuple[int, schemas.Decision]]
 
 
 def _dialog(out: CallSummary, history: list[Stored]) -> None:
-    for _, d in _live_decisions(history):
+    for _, d in live_decisions(history):
         snap = d.snapshot
         out.final_state = d.state_to
         out.outcome = snap.get("outcome") or out.outcome
@@ -170,7 +170,7 @@ def _waits(out: CallSummary, history: list[Stored], started: dict[str, float]) -
     speech on the wall clock."""
     says: list[schemas.Say] = []
     waits: list[float] = []
-    live = {seq for seq, _ in _live_decisions(history)}
+    live = {seq for seq, _ in live_decisions(history)}
     for s in history:
         if isinstance(s.event, schemas.Say):
             says.append(s.event)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
-from archiver.summary import CallSummary, Stored, summarize
+from archiver.summary import CallSummary, Stored, live_decisions, summarize
 from events import schemas
 from events.audio import FRAME_MS
 from events.phrases import PHRASES
@@ -163,22 +163,9 @@ def _edge_lines(events: list[Stored], t0: float) -> list[dict[str, Any]]:
     return out
 
 
-def _live_decisions(events: list[Stored]) -> list[tuple[int, schemas.Decision]]:
-    """As the archiver counts them: a replaced owner's late decisions did not happen."""
-    newest = 0
-    live = []
-    for h in events:
-        match h.event:
-            case schemas.Claimed(service="brain", epoch=epoch):
-                newest = max(newest, epoch)
-            case schemas.Decision(epoch=epoch) as d if not (0 < epoch < newest):
-                live.append((h.seq, d))
-    return live
-
-
 def _decisions(s: CallSummary, events: list[Stored], t0: float) -> list[dict[str, Any]]:
     out = []
-    for seq, d in _live_decisions(events):
+    for seq, d in live_decisions(events):
         if d.state_from == d.state_to and d.text is None and d.intent is None:
             continue  # bookkeeping: a timer armed, a playback reported
         lat = d.latency
