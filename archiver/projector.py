@@ -157,7 +157,15 @@ class Projector:
                 log.warning("a batch was refused (%s): writing its messages one by one", e)
                 metrics.DB_ERRORS.labels("data").inc()
                 one_by_one = True
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+            # A server that goes away mid-commit can also leave asyncpg's protocol in a state
+            # it reports as InternalClientError ("cannot switch to state 15"): the same outage.
+            except (
+                OSError,
+                asyncpg.PostgresError,
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                TimeoutError,
+            ) as e:
                 metrics.DB_UP.set(0)
                 metrics.DB_ERRORS.labels(type(e).__name__).inc()
                 log.warning(
