@@ -22,6 +22,8 @@ ALTER TABLE phone_numbers ADD CONSTRAINT phone_numbers_phone_check
 -- A misheard number is matched by its first or last four digits (brain/store.py).
 CREATE INDEX IF NOT EXISTS phone_numbers_head ON phone_numbers (left(phone, 4));
 CREATE INDEX IF NOT EXISTS phone_numbers_tail ON phone_numbers (right(phone, 4));
+-- A misheard number is looked up with the caller's name too (brain/store.py find_customer_like).
+CREATE INDEX IF NOT EXISTS customers_name_words ON customers USING gin (to_tsvector('simple', name));
 
 CREATE TABLE IF NOT EXISTS offers (
     id           serial PRIMARY KEY,

@@ -143,9 +143,6 @@ def spoken(phone: str) -> str:
     return " ".join(["+" + code, *groups])
 
 
-MAX_DIGIT_EDITS = 2  # a misheard number: a digit or two wrong, missing or added
-
-
 def digit_edits(a: str, b: str) -> int:
     """Levenshtein distance between two digit strings (edits of single digits)."""
     previous = list(range(len(b) + 1))
@@ -155,14 +152,3 @@ def digit_edits(a: str, b: str) -> int:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
         previous = current
     return previous[-1]
-
-
-def nearest(heard: str, known: list[str], *, max_edits: int = MAX_DIGIT_EDITS) -> str | None:
-    """The one known number within `max_edits` digit edits of what was heard, closer than any
-    other; None when there is none or two are as close (the caller is then asked, not guessed)."""
-    scored = sorted((digit_edits(heard, number), number) for number in set(known))
-    if not scored or scored[0][0] > max_edits:
-        return None
-    if len(scored) > 1 and scored[1][0] == scored[0][0]:
-        return None
-    return scored[0][1]

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 
 import asyncpg
 
 from brain.dialog import Customer
-from brain.phone import caller_id, nearest
+from brain.identify import Candidate, likeliest
+from brain.nlu.normalize import strip_accents
+from brain.phone import caller_id
 
 log = logging.getLogger("brain.store")
 
@@ -60,24 +63,28 @@ class Store:
         )
         return Customer(row["id"], row["name"], row["phone"]) if row else None
 
-    async def find_customer_near(self, phone: str) -> Customer | None:
-        """The customer whose number is a digit or two away from `phone` (speech recognition
-        gets digits wrong), when exactly one is closest; the dialog reads it back to confirm.
+    async def find_customer_like(self, digits: str, name: str | None) -> Customer | None:
+        """The customer a misheard number and name point to (brain/identify.py), for the
+        dialog to read back and the caller to confirm.
 
-        Candidates share the first or the last four digits with what was heard (both indexed:
-        init_db.sql), so a big table is not scanned; a number wrong in both ends is not found.
+        Candidates share the first or the last four digits with what was heard, or a word of
+        the name (all three indexed: init_db.sql), so a big table is not scanned; a number
+        wrong at both ends is found only with its name.
         """
-        phone = caller_id(phone) or phone
+        said = re.findall(r"[^\W\d_]{3,}", (name or "").lower())
+        words = sorted(set(said) | {strip_accents(w) for w in said})  # "Hélène", "Helene"
         rows = await self.pool.fetch(
             "SELECT c.id, c.name, p.phone FROM phone_numbers p JOIN customers c "
             "ON c.id = p.customer_id WHERE left(p.phone, 4) = left($1, 4) "
-            "OR right(p.phone, 4) = right($1, 4) LIMIT 500",
-            phone,
+            "OR right(p.phone, 4) = right($1, 4) "
+            "OR to_tsvector('simple', c.name) @@ websearch_to_tsquery('simple', $2) LIMIT 500",
+            caller_id(digits) or digits,
+            " or ".join(words),
             timeout=QUERY_TIMEOUT_S,
         )
-        best = nearest(phone, [row["phone"] for row in rows])
-        row = next((r for r in rows if r["phone"] == best), None)
-        return Customer(row["id"], row["name"], row["phone"]) if row is not None else None
+        candidates = [Candidate(r["id"], r["name"], r["phone"]) for r in rows]
+        best = likeliest(name, digits, candidates)
+        return Customer(best.id, best.name, best.phone) if best is not None else None
 
     async def find_technician(self, category: str | None) -> str | None:
         """The queue of an available technician for the category, or None."""

@@ -27,6 +27,7 @@ import msgspec
 
 from brain import dialog as d
 from brain.config import BrainConfig
+from brain.identify import MIN_DIGITS, heard_name
 from brain.metrics import (
     ANSWER_SECONDS,
     DB_ERRORS,
@@ -50,7 +51,7 @@ log = logging.getLogger("brain")
 
 CLOSED_LINGER_S = 30.0  # how long a finished dialog waits for the edge's `ended`
 LOOKUP_TIMEOUT_S = 1.0  # a customer or technician look-up; then the dialog goes on without it
-MIN_PROBE_DIGITS, MAX_PROBE_DIGITS = 8, 12  # a number heard with a digit or two wrong
+MAX_PROBE_DIGITS = 14  # a misheard number: a pair doubled, a word heard as digits
 TICKET_TIMEOUT_S = 2.0  # the ticket insert, while the caller hears the hold phrase
 
 
@@ -133,6 +134,7 @@ class CallBrain:
         self.queue: asyncio.Queue[Pending] = asyncio.Queue()
         self.timers: dict[str, asyncio.TimerHandle] = {}
         self.segments: list[schemas.Final] = []  # finals of the utterance being spoken
+        self.name_heard: str | None = None  # as said when asked who they are, however misheard
         self.ended = False
         self.hold_seq = 0
         self.fence = Fence()
@@ -307,7 +309,7 @@ class CallBrain:
         if phone:
             customer = await self._lookup(phone)
         if customer is None and self.store is not None:
-            near = await self._near_customer(phone, text)
+            near = await self._near_customer(phone, text, nlu.slots.get("name"))
         heard = d.Heard(
             text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone), near=near
         )
@@ -380,17 +382,26 @@ class CallBrain:
         if customer is not None:
             self.queue.put_nowait(Pending(d.CallerKnown(customer), "caller_known", 0))
 
-    async def _near_customer(self, phone: str | None, text: str) -> d.Customer | None:
-        """While the caller identifies: the customer whose number is a digit or two from what
-        was heard, even when what was heard is no valid number ("0.12 34 56 78": a digit
-        lost). The dialog reads it back; only the caller's yes identifies them."""
+    async def _near_customer(
+        self, phone: str | None, text: str, name: str | None
+    ) -> d.Customer | None:
+        """While the caller identifies: the customer that the name and the number as heard
+        point to, even when the number is no valid one ("0 aussi 88 77 5 4 32": misheard
+        pairs). The dialog reads it back; only the caller's yes identifies them."""
         if self.snapshot.state not in ("WELCOME", "IDENTIFICATION"):
             return None
         probe = phone or to_digits(text)
-        if not MIN_PROBE_DIGITS <= len(probe.lstrip("+")) <= MAX_PROBE_DIGITS:
+        asked = d.expecting(self.snapshot)
+        if asked == "identity" or (asked == "problem" and probe):
+            # Only where a name was asked for (or comes with a number): before a number given
+            # alone, the words are no name ("alors, 06…").
+            self.name_heard = name or heard_name(text) or self.name_heard
+        if not MIN_DIGITS <= len(probe.lstrip("+")) <= MAX_PROBE_DIGITS:
             return None
         near: d.Customer | None = await _quiet(
-            self.store.find_customer_near(probe) if self.store else _none(),
+            self.store.find_customer_like(probe, name or self.name_heard)
+            if self.store
+            else _none(),
             self.call_id,
             LOOKUP_TIMEOUT_S,
         )

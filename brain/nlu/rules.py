@@ -187,7 +187,7 @@ _COMMON_WORDS = """
     embetee enervee perdue pressee bloquee coincee fachee decue certaine satisfaite malade
 """
 _COMMON = frozenset(_COMMON_WORDS.split())
-_NOT_NAME = _COMMON | FILLERS | frozenset(
+NOT_NAME = _COMMON | FILLERS | frozenset(
     w for phrases in (
         AGENT, REPEAT, REPEAT_ALONE, SLOWER, LOUDER, LOUDER_WEAK, GOODBYE, DENY, AFFIRM,
         INTERNET, MOBILE,
@@ -335,7 +335,7 @@ def _name(ws: Sequence[Word], phone: PhoneMatch | None, expecting: str | None) -
 
 def _is_name_word(w: Word) -> bool:
     return (
-        w.key not in _NOT_NAME
+        w.key not in NOT_NAME
         and not is_number_word(w.key)
         and not any(c.isdigit() for c in w.key)
         and len(w.key) > 1
@@ -370,6 +370,6 @@ def _name_before(ws: Sequence[Word], end: int) -> str | None:
     start = j
     while start > 0 and j - start < _MAX_NAME_WORDS and _is_name_word(ws[start - 1]):
         start -= 1
-    if start == j or (start > 0 and ws[start - 1].key not in _NOT_NAME):
+    if start == j or (start > 0 and ws[start - 1].key not in NOT_NAME):
         return None
     return title_name(" ".join(w.text for w in ws[start:j]))

@@ -302,3 +302,30 @@ async def test_a_misheard_number_finds_the_customer_one_digit_away(
         assert time.monotonic() < deadline, "the customer was not identified"
         await asyncio.sleep(0.01)
     assert call.decisions[-1].snapshot["customer_name"] == "Pierre Dupont"
+
+
+async def test_a_garbled_number_with_the_name_said_before_it_finds_the_customer(
+    brain: BrainWorker, bus: Bus
+) -> None:
+    """ "quatre-vingt-dix-huit" heard as "48 88": four digits off, too far for the number
+    alone, but the name given with the first answer points to Marie Martin, whose row comes
+    from PostgreSQL by a word of her name (her number shares neither end with what was
+    heard); read back, her "oui" identifies her."""
+    call = Call(bus)
+    await call.start()
+    await call.wait_says(1)
+    await call.speak("Je n'ai plus de réseau sur mon mobile.")
+    await call.wait_says(2)
+    await call.speak("Marie-Martin, zéro")  # the number lost
+    await call.wait_says(3)
+    assert call.says[-1].phrase == "ask_phone"
+    await call.speak("0, 4 88 57 58 32")
+    await call.wait_says(4)
+    assert call.says[-1].text == "J'ai noté le 0698765432. Est-ce bien votre numéro ?"
+    await call.speak("oui")
+    await call.wait_says(5)
+    deadline = time.monotonic() + 5
+    while call.decisions[-1].snapshot.get("customer_id") is None:
+        assert time.monotonic() < deadline, "the customer was not identified"
+        await asyncio.sleep(0.01)
+    assert call.decisions[-1].snapshot["customer_name"] == "Marie Martin"

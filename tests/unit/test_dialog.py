@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from brain import dialog as d
+from brain.identify import Candidate, heard_name, likeliest
 from brain.nlu import understand
 from brain.nlu.numbers_fr import to_digits
-from brain.phone import nearest
 from brain.solutions import Catalog
 
 CATALOG = Catalog.load()
@@ -29,18 +29,16 @@ CUSTOMERS = {
 
 def heard(text: str, s: d.Snapshot | None = None, *, confident: bool = True) -> d.Heard:
     """What the shell hands the machine: the NLU reading, the customer if a phone matched, or
-    the one whose number is a digit or two away."""
+    the one the misheard number and name point to."""
     nlu = understand(text, d.expecting(s) if s is not None else None)
     phone = nlu.slots.get("phone")
     customer = CUSTOMERS.get(phone) if phone else None
     probe = phone or to_digits(text)  # as the shell: a number with a digit lost is a probe
     identifying = s is None or s.state in ("WELCOME", "IDENTIFICATION")
-    close = (
-        nearest(probe, list(CUSTOMERS))
-        if customer is None and identifying and 8 <= len(probe) <= 12
-        else None
-    )
-    near = CUSTOMERS[close] if close else None
+    candidates = [Candidate(c.id, c.name, c.phone) for c in CUSTOMERS.values()]
+    name = nlu.slots.get("name") or heard_name(text)
+    close = likeliest(name, probe, candidates) if customer is None and identifying else None
+    near = CUSTOMERS[close.phone] if close else None
     return d.Heard(text, nlu.intent, dict(nlu.slots), confident, customer, bool(phone), near)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from brain.phone import caller_id, digit_edits, from_digits, nearest, spoken
+from brain.phone import caller_id, digit_edits, from_digits, spoken
 
 
 @pytest.mark.parametrize(
@@ -100,12 +100,3 @@ def test_spoken(phone: str, said: str) -> None:
 )
 def test_digit_edits(a: str, b: str, edits: int) -> None:
     assert digit_edits(a, b) == edits == digit_edits(b, a)
-
-
-def test_nearest_takes_one_close_number_and_never_guesses_between_two() -> None:
-    known = ["0612345678", "0698765432", "0755443322"]
-    assert nearest("0612345679", known) == "0612345678"
-    assert nearest("061234567", known) == "0612345678"
-    assert nearest("0612349999", known) is None  # four digits off: not the same number
-    assert nearest("0612345670", ["0612345671", "0612345672"]) is None  # a tie
-    assert nearest("0612345670", []) is None
