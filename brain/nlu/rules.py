@@ -70,9 +70,10 @@ LOUDER_WEAK = (
 REPEAT_ALONE = ("pardon", "comment", "quoi", "hein", "excusez moi", "excuse moi")
 GOODBYE = (
     "au revoir", "bonne journee", "bonne soiree", "bonne fin de journee", "bonne nuit",
-    "c est tout", "ce sera tout", "ca sera tout", "a bientot", "rien d autre", "je raccroche",
-    "bye", "adieu",
+    "a bientot", "rien d autre", "je raccroche", "bye", "adieu",
 )  # fmt: skip
+# Goodbyes only where the line ends (or thanks): "c'est tout le temps" is a symptom.
+_GOODBYE_LAST = re.compile(r" (c est|ce sera|ca sera) tout( merci)? $")
 DENY = (
     "non", "nan", "nope", "toujours pas", "pas du tout", "pas vraiment", "pas encore",
     "absolument pas", "pas d accord", "negatif", "rien n a change", "rien a change",
@@ -225,6 +226,10 @@ def _has(folded: str, phrases: Sequence[str]) -> bool:
     return any(f" {p} " in folded for p in phrases)
 
 
+def _opens_with(folded: str, phrases: Sequence[str]) -> bool:
+    return any(folded.startswith(f" {p} ") for p in phrases)
+
+
 def _denies(folded: str) -> bool:
     return _has(folded, DENY) or bool(_NEGATED_WORKS.search(folded))
 
@@ -241,7 +246,8 @@ def _intent(
         return "agent", 1.0
     if _has(folded, REPEAT) or _speak(folded, slots.get("category")):
         return "repeat", 1.0
-    if topic is not None:
+    # "D'accord, je vais les payer" to a fix is an answer, not a billing question.
+    if topic is not None and not (expecting == "ack" and _opens_with(folded, AFFIRM)):
         return "out_of_scope", 1.0
     if closed and _denies(folded):
         return "deny", 1.0
@@ -251,7 +257,7 @@ def _intent(
         return "inform", 1.0
     if "category" in slots:
         return slots["category"], 1.0
-    if _has(folded, GOODBYE):
+    if _has(folded, GOODBYE) or _GOODBYE_LAST.search(folded):
         return "goodbye", 1.0
     if _denies(folded):
         return "deny", 1.0

@@ -253,6 +253,12 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("ma commande n'est pas arrivée", "problem", "out_of_scope", {"topic": "order"}),
     ("on m'a volé mon portable", "problem", "out_of_scope", {**MOB, "topic": "theft"}),
     ("non, c'est pour ma facture", "yes_no", "out_of_scope", {"topic": "billing"}),
+    # Misheard lines of the quality harness: an ack to a fix is no billing question, and
+    # "c'est tout" inside a symptom is no goodbye.
+    ("D'accord, je vais les payer.", "ack", "affirm", {}),
+    ("D'accord, mais ma facture", "problem", "out_of_scope", {"topic": "billing"}),
+    ("Lorsqu'il y a une soirée, on voit que c'est tout le temps.", "problem", "unknown", {}),
+    ("Non merci, c'est tout.", None, "goodbye", {}),
     # ... unless a breakdown comes with it
     ("depuis mon déménagement je n'ai plus internet", "problem", "internet", NET),
     ("mon abonnement internet ne marche pas", "problem", "internet", NET),
