@@ -71,6 +71,7 @@ class Memory:
     asked: Counter[str] = field(default_factory=Counter)  # kind -> times answered
     fixes: int = 0  # fixes the bot proposed so far
     fix_text: str = ""  # the latest one's words: the same words again are not a new fix
+    fix_again: int = 0  # times the latest fix was said again (asked slower): answer on
     last_kind: str = "problem"
     last_answer: str = ""
 
@@ -85,13 +86,15 @@ def choose(p: Persona, kind: str, prompt: str, m: Memory) -> tuple[str, str]:
     if kind == AGAIN:
         kind = m.last_kind
     elif kind == "solution" and prompt != m.fix_text:
-        m.fixes, m.fix_text = m.fixes + 1, prompt
+        m.fixes, m.fix_text, m.fix_again = m.fixes + 1, prompt, 0
+    elif kind == "solution":
+        m.fix_again += 1  # "plus lentement ?" was answered: the caller goes on, not asks again
     n = m.asked[kind]
     own = p.answer(kind, n)
     works = p.fix_works_at > 0 and m.fixes >= p.fix_works_at
     match kind:
         case "solution":
-            answer = p.answer("solution", max(m.fixes - 1, 0)) or "D'accord."
+            answer = p.answer("solution", max(m.fixes - 1, 0) + m.fix_again) or "D'accord."
         case _ if own is not None:
             answer = own
         case "verification":

@@ -239,6 +239,13 @@ def test_the_fixes_fail_until_the_one_that_works() -> None:
     assert choose(p, "verification_keypad", "", m)[1] == "dtmf:1"
 
 
+def test_a_caller_who_asked_for_a_fix_slower_goes_on_when_it_comes_again() -> None:
+    p = by_key()["slower_please"]
+    m = Memory()
+    assert "lentement" in choose(p, "solution", "fix 1", m)[1]
+    assert choose(p, "solution", "fix 1", m)[1] == p.answers["solution"][1]  # said slower
+
+
 def test_asked_again_the_caller_rephrases_the_same_answer() -> None:
     p = by_key()["vague_category"]
     m = Memory()
