@@ -14,7 +14,7 @@ last taken, so that only those are written again.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 
 from archiver.summary import FRAME_S, NO_INPUT_PHRASES, BotLine, CallSummary, Stored
@@ -209,3 +209,31 @@ class RunningSummary:
         waits = [w for w in self._waits.values() if w is not None]
         self.row.dead_air_s = round(sum(waits), 3)
         self.row.max_wait_s = round(max(waits), 3) if waits else None
+
+
+class RunningSummaries:
+    """The running summaries of the calls an archiver wrote last, the least recently written
+    dropped beyond `keep`: a call not kept is rebuilt from its stored events when it comes back
+    (as after a restart). Each is only as good as what was committed: forget a batch's calls
+    when its transaction did not commit."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self._keep = keep
+        self._by_call: OrderedDict[str, RunningSummary] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._by_call)
+
+    def get(self, call_id: str) -> RunningSummary | None:
+        return self._by_call.get(call_id)
+
+    def put(self, running: RunningSummary) -> None:
+        call_id = running.row.call_id
+        self._by_call[call_id] = running
+        self._by_call.move_to_end(call_id)
+        while len(self._by_call) > self._keep:
+            self._by_call.popitem(last=False)
+
+    def forget(self, call_ids: Iterable[str]) -> None:
+        for call_id in call_ids:
+            self._by_call.pop(call_id, None)
