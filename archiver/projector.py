@@ -24,6 +24,7 @@ from nats.aio.msg import Msg
 
 from archiver import metrics, rows, store
 from archiver.config import ArchiverConfig
+from archiver.running_summary import RunningSummaries
 from events.bus import Bus
 from events.streams import ARCHIVER, CALLS, DurableConsumer, ensure_durable, ensure_streams
 
@@ -41,6 +42,7 @@ class Projector:
         self.bus = bus
         self.consumer = consumer
         self.conn: asyncpg.Connection | None = None
+        self.summaries = RunningSummaries()  # the calls' rows as last written, kept up to date
         self.committed = 0  # messages committed since start (tests and the banner)
         self.last_seq = 0
         self.caught_up = asyncio.Event()  # nothing pending after a commit
@@ -149,8 +151,7 @@ class Projector:
                 if one_by_one:
                     new = await self._one_by_one(conn, incoming)
                 else:
-                    async with conn.transaction():
-                        new = await store.write_batch(conn, batch)
+                    new = await self._write(conn, batch)
                 metrics.DB_UP.set(1)
                 return new
             except store.PERMANENT as e:
@@ -186,17 +187,36 @@ class Projector:
             if not batch.call_events:
                 continue
             try:
-                async with conn.transaction():
-                    new += await store.write_batch(conn, batch)
+                new += await self._write(conn, batch)
             except store.PERMANENT as e:
                 log.error(
                     "CALLS message %d on %s refused (%s): kept raw only", msg.seq, msg.subject, e
                 )
                 metrics.MESSAGES.labels("refused").inc()
-                raw = rows.Rows(call_events=batch.call_events)
-                async with conn.transaction():
-                    new += await store.write_batch(conn, raw)
+                new += await self._write_raw(conn, batch)
         return new
+
+    async def _write_raw(self, conn: asyncpg.Connection, batch: rows.Rows) -> int:
+        """A refused message's raw row. It still counts in its call's row (another archiver's
+        summary of the call must see the row change); if even that row is refused, the raw
+        row alone, and this archiver's summary of the call is dropped."""
+        try:
+            return await self._write(
+                conn, rows.Rows(call_events=batch.call_events, events=batch.events)
+            )
+        except store.PERMANENT as e:
+            log.error("the row of call %s refused too (%s)", batch.calls, e)
+            return await self._write(conn, rows.Rows(call_events=batch.call_events))
+
+    async def _write(self, conn: asyncpg.Connection, batch: rows.Rows) -> int:
+        """One transaction; the running summaries of its calls are forgotten if it did not
+        commit (they may hold events that are not stored)."""
+        try:
+            async with conn.transaction():
+                return await store.write_batch(conn, batch, self.summaries)
+        except BaseException:
+            self.summaries.forget(batch.calls)
+            raise
 
     async def _keep_in_progress(self, msgs: list[Msg]) -> None:
         """While a batch waits for the database, tell the server we still work on it."""

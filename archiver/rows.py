@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from archiver.summary import Stored
 from events import codec, schemas, subjects
 from events.phrases import PHRASES
 
@@ -39,14 +40,15 @@ def when(ts: float) -> datetime.datetime:
 
 @dataclass
 class Rows:
-    """What one batch writes, table by table, and which calls need their summary redone."""
+    """What one batch writes, table by table, and its decoded events by call (for the calls'
+    summaries)."""
 
     call_events: list[tuple[Any, ...]] = field(default_factory=list)
     transcripts: list[tuple[Any, ...]] = field(default_factory=list)
     decisions: list[tuple[Any, ...]] = field(default_factory=list)
     turns: list[tuple[Any, ...]] = field(default_factory=list)
     tickets: list[tuple[Any, ...]] = field(default_factory=list)
-    summarize: set[str] = field(default_factory=set)
+    events: list[tuple[str, Stored]] = field(default_factory=list)
     undecodable: int = 0
 
     @property
@@ -146,10 +148,6 @@ def add(rows: Rows, seq: int, event: Any) -> None:
                     t.status,
                 )
             )
-    # Interim transcripts are the bulk of a call's messages and change no figure: a live call
-    # is summarised again when something that matters arrives (its end always does).
-    if event is not None and not isinstance(event, schemas.Interim):
-        rows.summarize.add(event.call_id)
 
 
 def decision_row(seq: int, d: schemas.Decision) -> tuple[Any, ...]:
@@ -193,4 +191,5 @@ def build(messages: list[Incoming]) -> tuple[Rows, list[tuple[Incoming, str]]]:
             rows.undecodable += 1
             continue
         add(rows, msg.seq, event)
+        rows.events.append((row[1], Stored(msg.seq, event)))
     return rows, rejected

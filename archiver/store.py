@@ -5,16 +5,24 @@ a batch of hundreds of messages is a handful of statements. The calls a batch to
 locked (transaction-scoped advisory locks, in a fixed order) before anything is written: two
 archivers sharing the durable consumer then summarise a call one after the other, each seeing
 the other's committed events.
+
+A call's `calls` row is written in the transaction of every batch that stores new events of
+it, from the archiver's running summary of the call, with the batch's new events folded in.
+The summary is trusted only if the row still carries its `events` and `last_seq`: if another
+archiver wrote the row since (it shares the consumer), if the archiver has none (a restart),
+or if an event comes late, it is rebuilt from the call's stored events, which are the truth.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Final
 
 import asyncpg
 
 from archiver.rows import Rows, when
-from archiver.summary import CallSummary, Stored, summarize
+from archiver.running_summary import RunningSummaries, RunningSummary
+from archiver.summary import BotLine, CallSummary, Stored
 from events import codec
 
 QUERY_TIMEOUT_S: Final = 10.0
@@ -80,6 +88,11 @@ VALUES ($1, $6, (SELECT id FROM customers WHERE id = $2), $3, $4, $5)
 ON CONFLICT DO NOTHING
 """
 
+# What each call's row says it summarises: a running summary that says the same is current.
+_MARKS = """
+SELECT id::text AS id, events, last_seq FROM calls WHERE id = ANY($1::uuid[])
+"""
+
 _HISTORY = """
 SELECT stream_seq, subject, body::text AS body FROM call_events
 WHERE call_id = $1 ORDER BY stream_seq
@@ -138,8 +151,8 @@ def _joined(rows: list[tuple[Any, ...]], index: int) -> list[tuple[Any, ...]]:
     return [(*r[:index], _SEP.join(r[index]), *r[index + 1 :]) for r in rows]
 
 
-async def write_batch(conn: asyncpg.Connection, rows: Rows) -> int:
-    """Write a batch's rows and refresh the summaries it touches, in the caller's
+async def write_batch(conn: asyncpg.Connection, rows: Rows, summaries: RunningSummaries) -> int:
+    """Write a batch's rows and the rows of the calls it brings new events of, in the caller's
     transaction; returns how many of its messages were new (the rest were redeliveries)."""
     await conn.execute(_LOCK_CALLS, rows.calls, timeout=QUERY_TIMEOUT_S)
     new = await conn.fetch(_CALL_EVENTS, *_columns(rows.call_events, 6), timeout=QUERY_TIMEOUT_S)
@@ -156,9 +169,48 @@ async def write_batch(conn: asyncpg.Connection, rows: Rows) -> int:
             await conn.execute(_TICKET_OPENED, *args, number, timeout=QUERY_TIMEOUT_S)
         else:
             await conn.execute(_TICKET_REQUESTED, *args, timeout=QUERY_TIMEOUT_S)
-    for call_id in sorted(rows.summarize):
-        await refresh_call(conn, call_id)
+    stored = {r["stream_seq"] for r in new}
+    by_call: defaultdict[str, list[Stored]] = defaultdict(list)
+    for call_id, s in rows.events:
+        if s.seq in stored:  # a redelivered event is already in its call's row
+            by_call[call_id].append(s)
+    if by_call:
+        await _refresh_calls(conn, by_call, summaries)
     return len(new)
+
+
+async def _refresh_calls(
+    conn: asyncpg.Connection, new: dict[str, list[Stored]], summaries: RunningSummaries
+) -> None:
+    marks = {
+        r["id"]: (r["events"], r["last_seq"])
+        for r in await conn.fetch(_MARKS, list(new), timeout=QUERY_TIMEOUT_S)
+    }
+    lines: dict[int, BotLine] = {}
+    waits: dict[int, float] = {}
+    for call_id in sorted(new):
+        running = summaries.get(call_id)
+        current = running is not None and marks.get(call_id) == (running.events, running.last_seq)
+        if running is None or not current or not running.add_new(new[call_id]):
+            running = RunningSummary.of(call_id, await history(conn, call_id))
+        summaries.put(running)
+        await _upsert_call(conn, running.summary())
+        changed_lines, changed_waits = running.take_changes()
+        lines.update(changed_lines)
+        waits.update(changed_waits)
+    if lines:
+        await conn.execute(
+            _BOT_LINES,
+            list(lines),
+            [x.start_s for x in lines.values()],
+            [x.end_s for x in lines.values()],
+            [x.interrupted for x in lines.values()],
+            timeout=QUERY_TIMEOUT_S,
+        )
+    if waits:
+        await conn.execute(
+            _FIRST_FRAMES, list(waits), list(waits.values()), timeout=QUERY_TIMEOUT_S
+        )
 
 
 async def history(conn: asyncpg.Connection, call_id: str) -> list[Stored]:
@@ -173,12 +225,10 @@ async def history(conn: asyncpg.Connection, call_id: str) -> list[Stored]:
     return out
 
 
-async def refresh_call(conn: asyncpg.Connection, call_id: str) -> CallSummary:
-    """Recompute the call's `calls` row (and its per-message times) from its events."""
-    s = summarize(call_id, await history(conn, call_id))
+async def _upsert_call(conn: asyncpg.Connection, s: CallSummary) -> None:
     await conn.execute(
         _UPSERT_CALL,
-        call_id,
+        s.call_id,
         s.caller,
         s.customer_id,
         when(s.started_ts),
@@ -206,22 +256,3 @@ async def refresh_call(conn: asyncpg.Connection, call_id: str) -> CallSummary:
         s.last_seq,
         timeout=QUERY_TIMEOUT_S,
     )
-    if s.bot_lines:
-        seqs = list(s.bot_lines)
-        lines = [s.bot_lines[q] for q in seqs]
-        await conn.execute(
-            _BOT_LINES,
-            seqs,
-            [x.start_s for x in lines],
-            [x.end_s for x in lines],
-            [x.interrupted for x in lines],
-            timeout=QUERY_TIMEOUT_S,
-        )
-    if s.first_frame_ms:
-        await conn.execute(
-            _FIRST_FRAMES,
-            list(s.first_frame_ms),
-            list(s.first_frame_ms.values()),
-            timeout=QUERY_TIMEOUT_S,
-        )
-    return s

@@ -17,7 +17,7 @@ from events import schemas
 from events.audio import FRAME_MS
 
 FRAME_S = FRAME_MS / 1000
-_NO_INPUT_PHRASES = frozenset({"no_input", "no_input_last"})
+NO_INPUT_PHRASES = frozenset({"no_input", "no_input_last"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +129,7 @@ def _dialog(out: CallSummary, history: list[Stored]) -> None:
         if isinstance(s.event, schemas.Say):
             phrase = s.event.phrase
             out.repeat_prompts += phrase == "repeat"
-            out.no_input_prompts += phrase in _NO_INPUT_PHRASES
+            out.no_input_prompts += phrase in NO_INPUT_PHRASES
             out.hold_prompts += phrase == "hold"
         elif isinstance(s.event, schemas.PlaybackStarted) and s.event.origin == "edge":
             out.hold_prompts += 1  # a cached phrase the edge played itself: the pipeline was slow

@@ -133,6 +133,12 @@ BENCHES = (
         "archiver: CALLS messages into PostgreSQL per second, batched vs one per transaction",
     ),
     Bench(
+        "archiver_long_calls",
+        "archiver_projection.py",
+        ("--calls", "40", "--turns", "40", "--batches", "64,256", "--json", JSON_ARG),
+        "archiver: CPU per CALLS message when calls are long (364 events each)",
+    ),
+    Bench(
         "failover",
         "failover.py",
         ("--kills", "5", "--json", JSON_ARG),

@@ -5,9 +5,13 @@ N calls the shape of real ones (caller turns with interim and final transcripts,
 says, playback reports, a ticket, the end), then times the archiver's projector from its
 start until it has committed them all, with `ARCHIVER_BATCH` messages a transaction and with
 one (the baseline: ack after each commit, message by message). Prints messages per second
-beside the rate the calls produce them (what it must keep up with).
+beside the rate the calls produce them (what it must keep up with), and the archiver's CPU
+per message (this process: the projector and its NATS client; PostgreSQL's own is not in it).
+`--turns` sets the calls' length: with hundreds of events a call, a projection whose per-batch
+work grows with the call's history shows it in CPU per message.
 
-    .venv/bin/python bench/archiver_projection.py [--calls 60] [--batches 1,256] [--json FILE]
+    .venv/bin/python bench/archiver_projection.py [--calls 60] [--turns 8] [--batches 1,256]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -32,11 +36,11 @@ from events.bus import Bus
 from events.streams import CALLS, DurableConsumer, ensure_streams
 from voicebot.servers import NatsServer, PostgresServer, free_port
 
-TURNS = 8
-CALL_S = 60.0  # the calls' length: their message rate is what the projection must keep up with
+CALL_S_PER_TURN = 7.5  # a turn's length: the calls' message rate is what the projection must
+# keep up with (8 turns, the default, make the 60 s call the figures were first taken with)
 
 
-async def publish_call(bus: Bus, n: int) -> int:
+async def publish_call(bus: Bus, n: int, turns: int) -> int:
     cid = subjects.new_call_id()
     t = time.time()
     sent = 0
@@ -50,7 +54,7 @@ async def publish_call(bus: Bus, n: int) -> int:
         subjects.event(cid, "started"), schemas.Started(call_id=cid, ts=t, caller=f"06{n:08d}")
     )
     state = "INIT"
-    for turn in range(TURNS):
+    for turn in range(turns):
         u = f"u{turn}"
         await pub(subjects.say(cid), schemas.Say(call_id=cid, ts=t, utterance_id=u, text="Merci."))
         await pub(
@@ -93,23 +97,26 @@ async def publish_call(bus: Bus, n: int) -> int:
     )
     await pub(
         subjects.event(cid, "ended"),
-        schemas.Ended(call_id=cid, ts=t, reason="x", outcome="hangup", duration_s=CALL_S),
+        schemas.Ended(
+            call_id=cid, ts=t, reason="x", outcome="hangup", duration_s=turns * CALL_S_PER_TURN
+        ),
     )
     return sent
 
 
-async def project(nats_url: str, database_url: str, batch: int, total: int) -> float:
+async def project(nats_url: str, database_url: str, batch: int, total: int) -> tuple[float, float]:
+    """Wall-clock and CPU seconds (of this process) the projection of `total` messages took."""
     bus = await Bus.connect(nats_url, "bench")
     cfg = ArchiverConfig.from_env({"DATABASE_URL": database_url, "NATS_URL": nats_url})
     projector = Projector(replace(cfg, batch=batch), bus, DurableConsumer(durable=f"bench-{batch}"))
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     await projector.start()
     while projector.committed < total:  # noqa: ASYNC110 - a counter, polled at 10 ms
         await asyncio.sleep(0.01)
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     await projector.stop()
     await bus.close()
-    return elapsed
+    return elapsed, cpu
 
 
 async def fresh_database(admin_url: str, name: str) -> str:
@@ -123,7 +130,7 @@ async def fresh_database(admin_url: str, name: str) -> str:
     return url
 
 
-async def main_async(calls: int, batches: list[int]) -> dict[str, object]:
+async def main_async(calls: int, turns: int, batches: list[int]) -> dict[str, object]:
     root = Path(tempfile.mkdtemp(prefix="voicebot-bench-archiver-"))
     os.chmod(root, 0o755)  # the unprivileged postgres user must enter it when we are root
     nats = NatsServer(store_dir=root / "nats", port=free_port())
@@ -133,22 +140,32 @@ async def main_async(calls: int, batches: list[int]) -> dict[str, object]:
     try:
         bus = await Bus.connect(nats.url, "bench")
         await ensure_streams(bus.js)
-        sent = sum(await asyncio.gather(*(publish_call(bus, n) for n in range(calls))))
+        sent = sum(await asyncio.gather(*(publish_call(bus, n, turns) for n in range(calls))))
         assert sent == (await bus.js.stream_info(CALLS)).state.messages
         await bus.close()
-        produced = sent / calls / CALL_S  # messages a second one call produces
-        print(f"{calls} calls, {sent} CALLS messages ({produced:.1f} a second per live call)")
-        print(f"{'batch':>6} {'seconds':>8} {'msgs/s':>8} {'live calls kept up with':>24}")
-        figures: dict[str, object] = {"calls": calls, "messages": sent}
+        produced = sent / calls / (turns * CALL_S_PER_TURN)  # messages a second of one call
+        print(
+            f"{calls} calls of {sent // calls} events, {sent} CALLS messages "
+            f"({produced:.1f} a second per live call)"
+        )
+        print(
+            f"{'batch':>6} {'seconds':>8} {'msgs/s':>8} {'live calls kept up with':>24} "
+            f"{'CPU µs/msg':>11}"
+        )
+        figures: dict[str, object] = {"calls": calls, "turns": turns, "messages": sent}
         for batch in batches:
             url = await fresh_database(pg.url, f"bench_{batch}")
-            elapsed = await project(nats.url, url, batch, sent)
+            elapsed, cpu = await project(nats.url, url, batch, sent)
             rate = sent / elapsed
+            cpu_us = cpu / sent * 1e6
             figures[f"batch_{batch}"] = {
                 "seconds": round(elapsed, 2),
                 "messages_per_s": round(rate),
+                "cpu_us_per_message": round(cpu_us),
             }
-            print(f"{batch:>6} {elapsed:>8.2f} {rate:>8.0f} {rate / produced:>24.0f}")
+            print(
+                f"{batch:>6} {elapsed:>8.2f} {rate:>8.0f} {rate / produced:>24.0f} {cpu_us:>11.0f}"
+            )
         return figures
     finally:
         await asyncio.to_thread(pg.stop)
@@ -159,10 +176,13 @@ async def main_async(calls: int, batches: list[int]) -> dict[str, object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=60)
+    parser.add_argument("--turns", type=int, default=8, help="caller turns a call (12 events each)")
     parser.add_argument("--batches", default="1,256")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    figures = asyncio.run(main_async(args.calls, [int(b) for b in args.batches.split(",")]))
+    figures = asyncio.run(
+        main_async(args.calls, args.turns, [int(b) for b in args.batches.split(",")])
+    )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
