@@ -67,8 +67,9 @@ CREATE TABLE IF NOT EXISTS calls (
 
 -- Everything below is written by the archiver (`python -m archiver`) from the CALLS stream, and
 -- by `voicebot archive` for the MP3 columns. The stream sequence of each CALLS message is the
--- idempotency key: a message delivered twice changes nothing. The `calls` figures are
--- recomputed from the call's stored events, so they do not depend on delivery order.
+-- idempotency key: a message delivered twice changes nothing. The `calls` figures are those
+-- the call's stored events give (kept as a running summary, rebuilt from the events when in
+-- doubt), so they do not depend on delivery order.
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS duration_s       real;     -- edge: first byte to hang-up
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS end_reason       text;     -- event.ended reason
 ALTER TABLE calls ADD COLUMN IF NOT EXISTS hung_up_by       text;     -- caller | bot | edge
