@@ -132,11 +132,15 @@ class SileroVad:
         self._context = x[-CONTEXT:]
         p = float(out[0, 0])
         level = self._floor.add(x)
-        # The floor only matters for a window loud enough to be speech at all.
-        loud = level > self.floor_dbfs and level > self._floor.level + self.margin_db
+        # The floor (a percentile: ~30 us) only for a window that could be speech at all.
+        loud = (
+            p >= self.support
+            and level > self.floor_dbfs
+            and level > self._floor.level + self.margin_db
+        )
         self._quiet = self._quiet + 1 if p < self.quiet_below and not loud else 0
         if self._quiet >= self.reset_after:
             self._state = np.zeros_like(self._state)
             self._context = np.zeros_like(self._context)
             self._quiet = 0
-        return max(p, 0.75) if loud and p >= self.support else p
+        return max(p, 0.75) if loud else p
