@@ -114,6 +114,13 @@ BENCHES = (
         "short answers recognised with and without the bot's expectation",
     ),
     Bench(
+        "stt_numbers",
+        "stt_numbers.py",
+        ("--json", JSON_ARG),
+        "French phone numbers (pairs, digits, as text, after a name; 2 voices x 2 rates x "
+        "clean/noisy) through offline Whisper, read back by the brain's phone parser",
+    ),
+    Bench(
         "nats_sync",
         "nats_sync.py",
         ("--calls", "200", "--rate", "5", "--seconds", "3"),

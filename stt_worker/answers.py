@@ -157,6 +157,36 @@ def _number_pending(ws: list[str], text: str) -> bool:
     return said > 0 and len(digits(text)) < PHONE_DIGITS
 
 
+# A run of this many digits from the prompt's example number is the prompt, not the caller.
+ECHO_DIGITS: Final = 6
+
+
+def is_phone_number(text: str, prompt: str = "") -> bool:
+    """The text holds one French number written in digits (ten of them, the first a 0), not
+    the recogniser's prompt repeating its example number (Whisper does, on unclear audio)."""
+    found = digits(text)
+    if len(found) != PHONE_DIGITS or not found.startswith("0"):
+        return False
+    example = digits(prompt)
+    runs = {example[i : i + ECHO_DIGITS] for i in range(len(example) - ECHO_DIGITS + 1)}
+    return not any(run in found for run in runs)
+
+
+def number_prefix(free: str, expecting: str | None, prompt: str = "") -> str | None:
+    """What a second decoding of a caller's number is forced to begin with, before its "0"
+    (see whisper_local.recognise), or None when the free decoding needs no second one.
+
+    Asked for a number, the caller starts with it: nothing comes before. Asked for name and
+    number, the free decoding's words before its first digit are the name, kept as heard;
+    a free decoding without digits is taken to be a name alone."""
+    if expecting not in ("phone", "identity") or is_phone_number(free, prompt):
+        return None
+    if expecting == "phone":
+        return ""
+    first = re.search(r"\d", free)
+    return free[: first.start()].strip() if first else None
+
+
 def is_filler(text: str) -> bool:
     """Nothing but "euh", "hum", "ben"... (or nothing at all)."""
     return all(w in _FILLERS for w in words(text))

@@ -1,5 +1,6 @@
 """Turn-taking (pure): speculation at a short pause, commit on a finished answer or a long
-silence, discard when the caller goes on; the answers' reading; the expectation follower."""
+silence, discard when the caller goes on; the answers' reading (a whole phone number, when to
+decode one again); the expectation follower."""
 
 from __future__ import annotations
 
@@ -124,6 +125,46 @@ def test_meanings_tell_answers_from_lookalikes() -> None:
     assert answers.meanings("C'est pas très malade.") == set()  # "pas" alone is no answer
     assert answers.meanings("La box internet") == {"internet"}
     assert answers.is_filler("Hum.") and not answers.is_filler("Hum, oui.")
+
+
+PROMPT = "Mon numéro est le 07 45 29 81 03."
+
+
+@pytest.mark.parametrize(
+    ("text", "whole"),
+    [
+        ("06 12 34 56 78.", True),
+        ("Pierre Dupont, 06-12-34-56-78", True),
+        ("06 12 34 56 7", False),  # nine digits
+        ("1, 2, 3, 4, 5, 6, 7, 8, 9, 0.", False),  # counting, not a French number
+        ("Mon numéro est le 07 45 29 81 03.", False),  # the prompt's example, repeated
+        ("06 12 45 29 81 77", False),  # a long run of it
+        ("07 45 12 34 56", True),  # a caller's number may share a few digits with it
+    ],
+)
+def test_a_whole_number_is_ten_digits_from_0_and_not_the_prompts(text: str, whole: bool) -> None:
+    assert answers.is_phone_number(text, PROMPT) is whole
+
+
+@pytest.mark.parametrize(
+    ("free", "expecting", "prefix"),
+    [
+        ("06 12 34 56 68 8", "phone", ""),
+        ("Viro 1 45 67 99 12.", "phone", ""),  # asked for the number: it comes first
+        ("Je voudrais un conseiller.", "phone", ""),  # decoded again, kept only if whole
+        ("Pierre Dupont, 06 12 34 56 8.", "identity", "Pierre Dupont,"),
+        ("1, 2, 3, 4", "identity", ""),
+        ("Pierre Dupont.", "identity", None),  # a name alone: no number to decode
+        ("06 12 34 56 78.", "phone", None),  # already whole
+        ("Mon numéro est le 07 45 29 81 03.", "phone", ""),  # the prompt's, not the caller's
+        ("Non.", "yes_no", None),
+        ("12 34", None, None),
+    ],
+)
+def test_a_number_is_decoded_again_after_the_words_before_it(
+    free: str, expecting: str | None, prefix: str | None
+) -> None:
+    assert answers.number_prefix(free, expecting, PROMPT) == prefix
 
 
 def decision(expecting: str | None, epoch: int = 0) -> schemas.Decision:
