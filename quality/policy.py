@@ -105,8 +105,9 @@ def choose(p: Persona, kind: str, prompt: str, m: Memory) -> tuple[str, str]:
         case "confirm_phone" if p.phone is not None:
             if _same_number(prompt, p.phone):
                 answer = p.yes[0]
-            else:
-                answer = f"Non, c'est le {say_pairs(p.phone)}."
+            else:  # the number again, as this caller says it ("plus trente-deux, …")
+                again = (p.answer("phone", 0) or say_pairs(p.phone)).rstrip(".")
+                answer = f"Non, c'est le {again[:1].lower()}{again[1:]}."
         case "phone" if p.phone is not None:
             answer = f"{say_pairs(p.phone)}."
         case "category" if p.category is not None:

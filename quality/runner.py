@@ -100,7 +100,8 @@ async def run_call(job: Job, target: Target, watch: Watch, limits: CallLimits) -
     try:
         async with asyncio.timeout(limits.max_call_s + 90):
             result = await caller.run()
-    except (OSError, TimeoutError) as e:
+    except Exception as e:  # a network fault, or a persona's own bug: this
+        # call is a failure with its error, and the run's other calls are not lost with it
         errors.append(f"call: {e!r}")
         result = caller.result if caller.result.started_wall else CallResult(call_id)
     events = await watch.history(call_id)

@@ -400,3 +400,13 @@ def test_a_call_record_from_the_callers_result_and_the_bots_events() -> None:
     assert rec.dead_air_total_s == pytest.approx(2.4)
     assert (rec.prompts, rec.repeat_prompts) == (3, 1)
     assert rec.dialog[0].startswith("Bot: Bonjour") and rec.dialog[-1] == "-> solved"
+
+
+def test_a_foreign_caller_denies_a_wrong_read_back_with_their_own_number() -> None:
+    """A Belgian number has an odd number of digits: no French pairs (the harness crashed on
+    it and lost a whole run)."""
+    p = by_key()["belgian_number"]
+    answer = choose(
+        p, "confirm_phone", "J'ai noté le 0612345678. Est-ce bien votre numéro ?", Memory()
+    )[1]
+    assert answer.startswith("Non, c'est le plus trente-deux, quatre cent septante")
