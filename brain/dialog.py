@@ -677,6 +677,11 @@ class Dialog:
         # A number heard with a digit lost is no phone slot, but a customer's number close to
         # it is one to read back.
         gave_phone = "phone" in h.slots or h.near is not None
+        answered = gave_phone or h.intent in ("affirm", "deny") or _intent_category(h.intent)
+        if s.confirming_phone and not answered:
+            # Neither yes, no nor a number ("Euh… oui, oui" heard as "1, 2, 3, 4"): the
+            # read-back is asked again, not taken as a no that leaves the caller unidentified.
+            return self._misunderstood(s, out)
         if s.confirming_phone:
             candidate = (s.candidate_id, s.candidate_name)
             s = msgspec.structs.replace(

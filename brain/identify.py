@@ -81,6 +81,7 @@ def sounds(name: str) -> str:
 # Words that end a name and start the number: "Pierre Zubon, mon numéro fixe, …".
 _NUMBER_INTRO = frozenset(
     {"mon", "ma", "numero", "telephone", "fixe", "portable", "au", "le", "l", "est", "c", "et", "j"}
+    | {"plus"}  # "+33"
 )
 MAX_NAME_WORDS = 4
 

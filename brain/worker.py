@@ -394,14 +394,12 @@ class CallBrain:
         asked = d.expecting(self.snapshot)
         if asked == "identity" or (asked == "problem" and probe):
             # Only where a name was asked for (or comes with a number): before a number given
-            # alone, the words are no name ("alors, 06…").
+            # alone, the words are no name ("L'erre 6, 34…" is a misheard "zéro six").
             self.name_heard = name or heard_name(text) or self.name_heard
         if not MIN_DIGITS <= len(probe.lstrip("+")) <= MAX_PROBE_DIGITS:
             return None
         near: d.Customer | None = await _quiet(
-            self.store.find_customer_like(probe, name or self.name_heard)
-            if self.store
-            else _none(),
+            self.store.find_customer_like(probe, self.name_heard) if self.store else _none(),
             self.call_id,
             LOOKUP_TIMEOUT_S,
         )

@@ -187,6 +187,17 @@ def number_prefix(free: str, expecting: str | None, prompt: str = "") -> str | N
     return free[: first.start()].strip() if first else None
 
 
+def is_counting(text: str) -> bool:
+    """Only numbers, and the first three count up by one ("1, 2, 3, 4, 7, 8", "2 3 4 5 6"):
+    what Whisper writes when it hears no words it knows. A caller's number rarely starts so
+    (and decoded again, one that does is heard again)."""
+    numbers = re.findall(r"\d+", text)
+    if len(numbers) < 3 or re.sub(r"[\d\s.,;:!?…-]|\bet\b", "", text):
+        return False
+    first = [int(n) for n in numbers[:3]]
+    return all(len(n) == 1 for n in numbers[:3]) and first == list(range(first[0], first[0] + 3))
+
+
 def is_filler(text: str) -> bool:
     """Nothing but "euh", "hum", "ben"... (or nothing at all)."""
     return all(w in _FILLERS for w in words(text))

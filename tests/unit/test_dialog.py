@@ -406,6 +406,18 @@ def test_an_unknown_number_is_read_back_and_a_yes_carries_on() -> None:
     assert r.s.customer_id is None and r.s.phone == "0611223344"
 
 
+def test_an_unclear_answer_to_the_read_back_asks_again() -> None:
+    """ "Euh… oui, oui" heard as "1, 2, 3, 4, 7, 8": neither yes nor no nor a number."""
+    r = started()
+    r.user("problème de connexion")
+    r.user("Pierre Dupont 06 12 34 56 68")  # a digit off: Pierre's number is read back
+    assert r.s.confirming_phone and r.s.candidate_id == PIERRE.id
+    assert r.user("1, 2, 3, 4, 7, 8") == ["repeat"]
+    assert r.s.confirming_phone
+    assert r.user("oui") == ["ask_category"]
+    assert r.s.customer_id == PIERRE.id
+
+
 def test_a_misheard_number_is_corrected_after_a_no() -> None:
     r = started()
     r.user("problème de connexion")

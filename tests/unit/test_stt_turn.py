@@ -202,3 +202,20 @@ def test_windows_need_not_match_the_chunks() -> None:
     whole = a.feed(pcm)
     pieces = [e for i in range(0, len(pcm), 320) for e in b.feed(pcm[i : i + 320])]
     assert [type(e) for e in whole] == [type(e) for e in pieces]
+
+
+@pytest.mark.parametrize(
+    ("text", "counting"),
+    [
+        ("1, 2, 3, 4, 7, 8", True),  # "Euh… oui, oui, ça marche." under pink noise
+        ("2 3 4 5 6 5 6 6 8", True),
+        ("1, 2, 3, 4, 5, 4 et 3.", True),
+        ("0, 6, 1, 2, 3, 4", False),  # a number dictated digit by digit
+        ("06 12 34 56 78", False),
+        ("1, 2, 3", True),  # "Euh… internet."
+        ("1, 2", False),
+        ("Mon numéro 1 2 3 4", False),  # words: not the decoder counting on its own
+    ],
+)
+def test_whisper_counting_on_its_own_is_told_from_a_number(text: str, counting: bool) -> None:
+    assert answers.is_counting(text) is counting
