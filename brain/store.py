@@ -71,6 +71,7 @@ class Store:
         the name (all three indexed: init_db.sql), so a big table is not scanned; a number
         wrong at both ends is found only with its name.
         """
+        digits = caller_id(digits) or digits  # "+33 6…" compared as the table keeps it
         said = re.findall(r"[^\W\d_]{3,}", (name or "").lower())
         words = sorted(set(said) | {strip_accents(w) for w in said})  # "Hélène", "Helene"
         rows = await self.pool.fetch(
@@ -78,7 +79,7 @@ class Store:
             "ON c.id = p.customer_id WHERE left(p.phone, 4) = left($1, 4) "
             "OR right(p.phone, 4) = right($1, 4) "
             "OR to_tsvector('simple', c.name) @@ websearch_to_tsquery('simple', $2) LIMIT 500",
-            caller_id(digits) or digits,
+            digits,
             " or ".join(words),
             timeout=QUERY_TIMEOUT_S,
         )
