@@ -75,7 +75,10 @@ class NoiseFloor:
 
     span: int = 96  # ~3 s of 32 ms windows
     percentile: float = 10.0
-    _levels: deque[float] = field(default_factory=deque)
+    _levels: deque[float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._levels = deque(maxlen=self.span)
 
     @property
     def level(self) -> float:
@@ -86,9 +89,7 @@ class NoiseFloor:
     def add(self, x: np.ndarray) -> float:
         rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
         level = 20.0 * math.log10(max(rms, 1 / 32768))
-        self._levels.append(level)
-        if len(self._levels) > self.span:
-            self._levels.popleft()
+        self._levels.append(level)  # the oldest falls off: maxlen=span
         return level
 
 
