@@ -38,6 +38,12 @@ class Packer:
     chunks otherwise held the caller's answer back until its second chunk (the edge starts an
     utterance once EDGE_PREBUFFER_MS, 40 ms, is queued, and later batches come faster than
     real time).
+
+    Message boundaries depend on the audio only, never on how the provider chunked it: message
+    0 is exactly `first` bytes, every later one but the last a whole batch. A TTS instance that
+    takes a call over re-speaks an utterance numbered from 0 again, and the edge keeps the
+    messages it already has by number: with boundaries that moved with the chunking, the
+    splice repeated or skipped frames.
     """
 
     def __init__(self, batch: int, *, first: int | None = None) -> None:
@@ -57,14 +63,10 @@ class Packer:
     def push(self, pcm: bytes) -> list[bytes]:
         self._buf += pcm
         out: list[bytes] = []
-        if not self._sent and self.first is not None:
-            whole = len(self._buf) - len(self._buf) % FRAME_BYTES
-            if whole == len(self._buf):
-                whole -= FRAME_BYTES  # keep something back for `last`
-            if whole >= self.first:
-                n = min(whole, self.batch)
-                out.append(bytes(self._buf[:n]))
-                del self._buf[:n]
+        # Strictly more than `first`: something stays back for `last`.
+        if not self._sent and self.first is not None and len(self._buf) > self.first:
+            out.append(bytes(self._buf[: self.first]))
+            del self._buf[: self.first]
         # Strictly more than a batch: the last full batch waits until we know it is not the end.
         while len(self._buf) > self.batch:
             out.append(bytes(self._buf[: self.batch]))

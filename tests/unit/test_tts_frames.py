@@ -69,16 +69,35 @@ def test_messages_of_a_cached_phrase() -> None:
 def test_a_streamed_utterance_starts_with_a_small_first_message() -> None:
     packer = Packer(5 * FRAME_BYTES, first=2 * FRAME_BYTES)
     assert packer.push(bytes(FRAME_BYTES + 7)) == []  # not yet the edge's prebuffer
-    first = packer.push(bytes(2 * FRAME_BYTES))  # 3 frames and 7 bytes: 3 go at once
-    assert [len(m) for m in first] == [3 * FRAME_BYTES]
+    first = packer.push(bytes(2 * FRAME_BYTES))  # 3 frames and 7 bytes: the first 2 go at once
+    assert [len(m) for m in first] == [2 * FRAME_BYTES]
     assert packer.push(bytes(5 * FRAME_BYTES)) == [bytes(5 * FRAME_BYTES)]  # then batches
-    assert len(packer.finish()) == FRAME_BYTES  # the 7 bytes left, padded, marked last
+    assert len(packer.finish()) == 2 * FRAME_BYTES  # the frame and 7 bytes left, padded, last
 
 
-def test_a_cached_phrase_keeps_whole_batches_with_a_first_size() -> None:
+def test_a_cached_phrase_is_cut_like_a_streamed_one() -> None:
     packer = Packer(5 * FRAME_BYTES, first=2 * FRAME_BYTES)
     out = packer.push(bytes(12 * FRAME_BYTES))
-    assert [len(m) // FRAME_BYTES for m in [*out, packer.finish()]] == [5, 5, 2]
+    assert [len(m) // FRAME_BYTES for m in [*out, packer.finish()]] == [2, 5, 5]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_message_boundaries_do_not_depend_on_the_providers_chunks(seed: int) -> None:
+    # A new owner re-speaks an utterance from message 0 and the edge keeps the messages it
+    # already has by number: message k must hold the same audio in both renditions.
+    rng = random.Random(seed)
+    pcm = rng.randbytes(rng.randrange(1, 60) * FRAME_BYTES + rng.randrange(0, 2) * 77)
+
+    def rendition() -> list[bytes]:
+        packer = Packer(5 * FRAME_BYTES, first=2 * FRAME_BYTES)
+        messages, at = [], 0
+        while at < len(pcm):
+            step = rng.randrange(1, 4 * FRAME_BYTES)
+            messages += packer.push(pcm[at : at + step])
+            at += step
+        return [*messages, packer.finish()]
+
+    assert rendition() == rendition()
 
 
 def test_a_first_message_that_would_leave_nothing_for_last_keeps_a_frame() -> None:
