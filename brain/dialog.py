@@ -48,7 +48,11 @@ EXPECTING: dict[str, str | None] = {
     "VERIFICATION": "yes_no",
 }
 # States with a keypad fallback once speech has failed, and its prompt.
-KEYPAD: dict[str, str] = {"DIAGNOSTIC": "ask_category_dtmf", "VERIFICATION": "ask_yes_no_dtmf"}
+KEYPAD: dict[str, str] = {
+    "IDENTIFICATION": "ask_phone_dtmf",
+    "DIAGNOSTIC": "ask_category_dtmf",
+    "VERIFICATION": "ask_yes_no_dtmf",
+}
 SLOWER = 0.8  # speaking rate of a prompt said again, and of all prompts once the caller asked
 # What an out-of-scope request is about, in the words of the ticket summary.
 TOPIC_LABELS: dict[str, str] = {
@@ -569,6 +573,12 @@ class Dialog:
         return self._end(s, out, how="hangup", outcome="max_length", phrase="goodbye_max_length")
 
     def _no_input(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        if s.state == "IDENTIFICATION" and s.dtmf_mode:
+            # Digits typed without "#", or none: a caller who does not know their number
+            # still gets help, as one who does not say it.
+            if s.dtmf_buffer:
+                return self._typed_number(s, s.dtmf_buffer, out)
+            return self._after_identity(s, out)
         n = s.no_input + 1
         s = msgspec.structs.replace(s, no_input=n)
         if n >= self.policy.max_no_input:
@@ -633,7 +643,9 @@ class Dialog:
         s = msgspec.structs.replace(s, misunderstood=n, speech_unheard=False)
         if n < self.policy.max_misunderstood:
             return self._ask_to_repeat(s, out)
-        if s.state in KEYPAD and not s.dtmf_mode:
+        if s.state == "IDENTIFICATION" and self._keypad_may_identify(s):
+            return self._ask_phone_keypad(s, out)
+        if s.state in KEYPAD and s.state != "IDENTIFICATION" and not s.dtmf_mode:
             s = msgspec.structs.replace(s, dtmf_mode=True)
             return self._prompt(s, out, phrase=KEYPAD[s.state])
         if s.state == "WELCOME":  # the problem will be asked again, as a closed question
@@ -727,11 +739,35 @@ class Dialog:
             )
             text = f"J'ai noté le {spoken(noted)}. Est-ce bien votre numéro ?"
             return self._prompt(s, out, text=text)
+        if s.customer_id is None and self._keypad_may_identify(s):
+            return self._ask_phone_keypad(s, out)
         return self._after_identity(s, out)
+
+    @staticmethod
+    def _keypad_may_identify(s: Snapshot) -> bool:
+        """Speech gave no number a customer has: the keypad, which mishears no digit, is worth
+        a try once, unless the line already told who calls."""
+        return s.customer_id is None and s.caller_number is None and not s.dtmf_mode
+
+    def _ask_phone_keypad(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        s = msgspec.structs.replace(
+            s,
+            dtmf_mode=True,
+            dtmf_buffer="",
+            confirming_phone=False,
+            candidate_id=None,
+            candidate_name=None,
+        )
+        return self._prompt(s, out, phrase=KEYPAD["IDENTIFICATION"])
 
     def _after_identity(self, s: Snapshot, out: list[Action]) -> Snapshot:
         s = msgspec.structs.replace(
-            s, state="DIAGNOSTIC", misunderstood=0, dtmf_mode=False, confirming_phone=False
+            s,
+            state="DIAGNOSTIC",
+            misunderstood=0,
+            dtmf_mode=False,
+            dtmf_buffer="",
+            confirming_phone=False,
         )
         return self._prompt(s, out, phrase="ask_category")
 
@@ -848,9 +884,15 @@ class Dialog:
                 # A national number is 10 digits; "00" and a country code, 13 (or "#").
                 if len(buf) >= (13 if buf.startswith("00") else 10):
                     return self._typed_number(s, buf, out)
+                # A caller who stops typing is not left waiting in silence (see `_no_input`).
+                out.append(StartTimer("no_input", self.policy.no_input_s))
                 return s
             case (("WELCOME" | "IDENTIFICATION"), "#") if s.dtmf_buffer:
                 return self._typed_number(s, s.dtmf_buffer, out)
+            case _, "#":
+                # Nothing typed to end: the "#" asked for after a number that was complete at
+                # its tenth digit. Not a wrong key.
+                return s
             case _, "0":
                 return self._escalate(s, out, "le client a demandé un technicien (touche 0)")
         return self._misunderstood(s, out)

@@ -12,6 +12,10 @@ PHRASES: Final[dict[str, str]] = {
     "welcome": "Bonjour, bienvenue au SAV Wipple. Comment puis-je vous aider ?",
     "ask_identity": "Puis-je avoir votre nom et votre numéro de téléphone ?",
     "ask_phone": "Quel est votre numéro de téléphone ? Vous pouvez aussi le taper sur le clavier.",
+    "ask_phone_dtmf": (
+        "Je n'ai pas bien compris votre numéro. "
+        "Tapez-le sur le clavier de votre téléphone, puis la touche dièse."
+    ),
     "ask_category": "Merci. Avez-vous un problème avec Internet ou avec votre mobile ?",
     "ask_category_dtmf": "Tapez 1 pour Internet, 2 pour le mobile.",
     "ask_verification": (

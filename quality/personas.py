@@ -9,8 +9,9 @@ Answers, per question kind, are tried in order each time that question comes aga
 repeats). An answer is a line to say, or `dtmf:DIGITS`, `hangup`, `silent` (say nothing until the
 bot gives up), or several of those separated by `|` (said one after the other, each after the
 bot's reply). Question kinds: problem (the welcome), identity, phone, confirm_phone (the bot reads
-a number back), category, category_keypad, solution (a fix is proposed), verification,
-verification_keypad, still_there. Kinds a persona does not list get the defaults below.
+a number back), phone_keypad (the number, typed), category, category_keypad, solution (a fix is
+proposed), verification, verification_keypad, still_there. Kinds a persona does not list get the
+defaults below.
 
 The customers (init_db.sql): Pierre Dupont 06 12 34 56 78 and 01 45 67 89 12 (internet and
 mobile), Marie Martin 06 98 76 54 32 (mobile), Jean Bernard 07 55 44 33 22 (internet). An

@@ -25,6 +25,7 @@ QUESTION_OF_PHRASE = {
     "welcome": "problem",
     "ask_identity": "identity",
     "ask_phone": "phone",
+    "ask_phone_dtmf": "phone_keypad",
     "ask_category": "category",
     "ask_category_dtmf": "category_keypad",
     "ask_verification": "verification",
@@ -110,6 +111,10 @@ def choose(p: Persona, kind: str, prompt: str, m: Memory) -> tuple[str, str]:
                 answer = f"Non, c'est le {again[:1].lower()}{again[1:]}."
         case "phone" if p.phone is not None:
             answer = f"{say_pairs(p.phone)}."
+        case "phone_keypad" if p.phone is not None:
+            answer = f"dtmf:{p.phone}#"  # as asked: the number, then "#"
+        case "phone_keypad":
+            answer = p.answer("phone", n) or "Je ne connais pas mon numéro."
         case "category" if p.category is not None:
             answer = f"{p.category.capitalize()}."
         case "category_keypad" if p.category is not None:

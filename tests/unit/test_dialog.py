@@ -318,8 +318,63 @@ def test_unknown_caller_still_gets_help() -> None:
     r = started()
     r.user("problème avec internet")
     assert r.user("je ne sais pas") == ["ask_phone"]
-    assert r.user("euh") == ["ask_category"]
+    assert r.user("euh") == ["ask_phone_dtmf"]
+    assert r.says(r.feed(d.Timeout("no_input"))) == ["ask_category"]  # types nothing either
     assert r.s.state == "DIAGNOSTIC" and r.s.customer_id is None
+
+
+def test_a_number_speech_did_not_give_is_asked_on_the_keypad() -> None:
+    r = started()
+    r.user("problème avec internet")
+    assert r.user("Pierre, euh, attendez") == ["ask_phone"]
+    assert r.user("c'est le, euh, je sais plus") == ["ask_phone_dtmf"]
+    assert r.s.dtmf_mode and d.expecting(r.s) == "identity"
+    out: list[d.Action] = []
+    for digit in "0612345678":
+        out += r.feed(d.Dtmf(digit))
+    assert d.FindCustomer("0612345678") in out
+    assert r.s.customer_id == PIERRE.id and r.says(out) == ["ask_category"]
+    assert not r.s.dtmf_mode and r.s.dtmf_buffer == ""
+    # The "#" asked for, after a number complete at its tenth digit: no wrong key.
+    assert r.says(r.feed(d.Dtmf("#"))) == [] and r.s.misunderstood == 0
+
+
+def test_each_digit_typed_waits_for_the_next_and_a_pause_ends_the_number() -> None:
+    r = started()
+    r.user("problème avec internet")
+    r.user("euh")
+    r.user("euh")
+    for digit in "06123":
+        out = r.feed(d.Dtmf(digit))
+        assert d.StartTimer("no_input", POLICY.no_input_s) in out  # never silence forever
+    out = r.feed(d.Timeout("no_input"))
+    assert d.FindCustomer("06123") in out
+    assert r.says(out) == ["ask_category"] and r.s.customer_id is None
+
+
+def test_the_number_said_at_the_keypad_prompt_is_taken_too() -> None:
+    r = started()
+    r.user("problème avec internet")
+    r.user("euh")
+    assert r.user("euh") == ["ask_phone_dtmf"]
+    assert r.user("06 12 34 56 78") == ["ask_category"]
+    assert r.s.customer_id == PIERRE.id
+
+
+def test_numbers_read_back_wrong_again_and_again_end_on_the_keypad() -> None:
+    r = at("IDENTIFICATION")
+    assert r.user("Paul Durand 06 11 22 33 44")[0].startswith("text:J'ai noté le 0611223344")
+    assert r.user("non, 06 11 22 33 45")[0].startswith("text:J'ai noté le 0611223345")
+    assert r.user("non") == ["ask_phone"]
+    assert r.user("06 11 22 33 46") == ["ask_phone_dtmf"]
+    assert not r.s.confirming_phone
+
+
+def test_a_caller_whose_line_is_known_is_not_asked_to_type_it() -> None:
+    r = started(caller="0611223344")
+    r.user("problème avec internet")
+    assert mumble(r) == ["repeat"]
+    assert mumble(r) == ["ask_category"]
 
 
 def test_registered_caller_number_is_enough_to_identify() -> None:
@@ -509,7 +564,7 @@ TRANSFER = ["hold", "transfer"]
 # For each state: what the bot says at each misunderstanding in a row, and where it goes.
 LADDERS: list[tuple[str, list[list[str]], str]] = [
     ("WELCOME", [["repeat"], ["ask_identity"]], "IDENTIFICATION"),
-    ("IDENTIFICATION", [["repeat"], ["ask_category"]], "DIAGNOSTIC"),
+    ("IDENTIFICATION", [["repeat"], ["ask_phone_dtmf"], ["ask_category"]], "DIAGNOSTIC"),
     ("DIAGNOSTIC", [["repeat"], ["ask_category_dtmf"], TRANSFER], "CLOSED"),
     ("SOLUTION", [["repeat"], ["ask_verification"]], "VERIFICATION"),
     ("VERIFICATION", [["repeat"], ["ask_yes_no_dtmf"], TRANSFER], "CLOSED"),
@@ -954,5 +1009,7 @@ def test_moving_on_from_an_unconfirmed_read_back_stops_expecting_a_yes_or_no() -
     r.user("Paul Durand 06 11 22 33 44")
     assert d.expecting(r.s) == "yes_no"
     mumble(r)
+    assert mumble(r) == ["ask_phone_dtmf"]
+    assert d.expecting(r.s) == "identity"
     assert mumble(r) == ["ask_category"]
     assert d.expecting(r.s) == "category"

@@ -226,6 +226,14 @@ def test_a_read_back_number_is_confirmed_or_corrected() -> None:
     assert answer.startswith("Non, c'est le zéro six, onze")
 
 
+def test_asked_to_type_their_number_callers_type_it_then_hash() -> None:
+    assert classify(_q("ask_phone_dtmf")) == "phone_keypad"
+    unknown = by_key()["unknown_caller"]
+    assert choose(unknown, "phone_keypad", "", Memory())[1] == "dtmf:0611223344#"
+    steps = steps_of("dtmf:0611223344#", "phone_keypad")
+    assert [(s.verb, s.arg) for s in steps] == [("dtmf", "0611223344#")]
+
+
 def test_the_fixes_fail_until_the_one_that_works() -> None:
     p = by_key()["second_fix_works"]
     m = Memory()
