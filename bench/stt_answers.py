@@ -68,6 +68,7 @@ async def main_async() -> dict[str, Any]:
                     "expected": exp.text,
                     "snapped": exp.snapped,
                     "expected_right": right(exp, info["meaning"]),
+                    "avg_logprob": round(exp.avg_logprob, 3),
                     "free_ms": t_free * 1000,
                     "expected_ms": t_exp * 1000,
                 }
@@ -82,6 +83,7 @@ async def main_async() -> dict[str, Any]:
                         "under": OTHER[info["expecting"]],
                         "text": other.text,
                         "snapped": other.snapped,
+                        "avg_logprob": round(other.avg_logprob, 3),
                     }
                 )
         for n in ("1", "2", "4"):
@@ -95,6 +97,7 @@ async def main_async() -> dict[str, Any]:
                         "under": under,
                         "text": rec.text,
                         "snapped": rec.snapped,
+                        "avg_logprob": round(rec.avg_logprob, 3),
                     }
                 )
     finally:
@@ -115,7 +118,7 @@ def main() -> int:
         exp_ok = "ok " if r["expected_right"] else "BAD"
         print(
             f"{r['file']:32} {r['expecting']:9} {free_ok} {r['free']:30.30} "
-            f"{exp_ok}{mark}{r['expected']:30.30}"
+            f"{exp_ok}{mark}{r['expected']:30.30} {r['avg_logprob']:6.2f}"
         )
     n = len(rows)
     free_ok = sum(r["free_right"] for r in rows)
@@ -140,7 +143,7 @@ def main() -> int:
     print(
         f"answers to another question, or whole sentences, snapped anyway: "
         f"{len(wrong_snaps)}/{len(probes)}",
-        [(p["file"], p["under"], p["text"]) for p in wrong_snaps],
+        [(p["file"], p["under"], p["text"], p["avg_logprob"]) for p in wrong_snaps],
     )
     print(
         f"recognition time mean: free {s['free_ms_mean']:.0f} ms, "

@@ -25,6 +25,11 @@ class BrainConfig:
     no_input_s: float = 8.0
     max_call_s: float = 600.0
     min_avg_logprob: float = -1.5  # below: the transcript is not trusted (offline STT)
+    # Internet or mobile chosen by scoring the expected answers against the audio: the choice
+    # already beat the free decoding and the other answer (stt_worker whisper_local), and a
+    # wrong one costs a first fix that the verification question catches. Measured in
+    # bench/stt_answers.py: a one-word "Internet." so chosen scores -1.1 to -2.4.
+    min_category_logprob: float = -2.5
     max_no_speech_prob: float = 0.7
     min_confidence: float = 0.2  # provider confidence below which a transcript is not trusted
     solutions_path: Path | None = None
@@ -67,6 +72,9 @@ class BrainConfig:
             no_input_s=envlib.get_float("NO_INPUT_S", 8.0, e, minimum=1.0),
             max_call_s=envlib.get_float("MAX_CALL_S", 600.0, e, minimum=10.0),
             min_avg_logprob=envlib.get_float("STT_MIN_AVG_LOGPROB", -1.5, e, minimum=-100.0),
+            min_category_logprob=envlib.get_float(
+                "STT_MIN_CATEGORY_LOGPROB", -2.5, e, minimum=-100.0
+            ),
             max_no_speech_prob=envlib.get_float("STT_MAX_NO_SPEECH_PROB", 0.7, e),
             min_confidence=envlib.get_float("STT_MIN_CONFIDENCE", 0.2, e),
             solutions_path=Path(solutions) if solutions else None,

@@ -294,8 +294,8 @@ class CallBrain:
         finals, self.segments = self.segments, []
         text = " ".join(f.text.strip() for f in finals if f.text.strip())
         last = finals[-1]
-        confident = self._trusted(finals) and bool(text)
         expecting = d.expecting(self.snapshot)
+        confident = self._trusted(finals, expecting) and bool(text)
         t0 = time.perf_counter()
         nlu, source, raw, llm_ms = (
             await self._understand(text, expecting)
@@ -331,12 +331,15 @@ class CallBrain:
             )
         )
 
-    def _trusted(self, finals: list[schemas.Final]) -> bool:
+    def _trusted(self, finals: list[schemas.Final], expecting: str | None) -> bool:
         c = self.w.config
         for f in finals:
+            floor = c.min_avg_logprob
+            if expecting == "category" and f.provider == schemas.EXPECTED_ANSWER:
+                floor = min(floor, c.min_category_logprob)  # a yes/no keeps the general floor
             if f.no_speech_prob is not None and f.no_speech_prob > c.max_no_speech_prob:
                 return False
-            if f.avg_logprob is not None and f.avg_logprob < c.min_avg_logprob:
+            if f.avg_logprob is not None and f.avg_logprob < floor:
                 return False
             if f.avg_logprob is None and f.confidence and f.confidence < c.min_confidence:
                 return False

@@ -129,6 +129,12 @@ class Final(Transcript, frozen=True, kw_only=True, tag="final"):
     avg_logprob: float | None = None
 
 
+# `Final.provider` of a transcript that is no free decoding: one of the answers the bot expected,
+# chosen by scoring them all against the audio (or a number decoded again from its "0"). Its
+# `avg_logprob` is that answer's forced score, lower than a free decoding's for the same words.
+EXPECTED_ANSWER = "whisper+expected"
+
+
 class UtteranceEnd(Transcript, frozen=True, kw_only=True, tag="utterance_end"):
     last_word_end: float = 0.0
 

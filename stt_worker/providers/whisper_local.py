@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from events import schemas
 from events.runtime import exit_with_parent
 from stt_worker import answers
 from stt_worker.providers.base import Heard, ProviderError, ProviderTimeout, SttContext
@@ -376,7 +377,7 @@ class WhisperLocalStt:
     bench/stt_turns.py), recognition in the pool. See stt_worker/turn.py for when a turn ends."""
 
     name = "whisper"
-    snapped_name = "whisper+expected"  # a Final whose text is an expected answer, not free text
+    snapped_name = schemas.EXPECTED_ANSWER  # a Final whose text is an expected answer
 
     def __init__(
         self,

@@ -75,7 +75,9 @@ class Call:
             schemas.Started(call_id=self.call_id, ts=time.time(), caller=caller),
         )
 
-    async def speak(self, text: str) -> None:
+    async def speak(
+        self, text: str, *, provider: str = "", avg_logprob: float | None = None
+    ) -> None:
         self.seq += 1
         await self.bus.publish(
             subjects.transcript(self.call_id),
@@ -89,6 +91,8 @@ class Call:
                 start=self.seq * 5.0,
                 end=self.seq * 5.0 + 1.5,
                 latency_ms=180.0,
+                provider=provider,
+                avg_logprob=avg_logprob,
             ),
         )
 
@@ -329,3 +333,32 @@ async def test_a_garbled_number_with_the_name_said_before_it_finds_the_customer(
         assert time.monotonic() < deadline, "the customer was not identified"
         await asyncio.sleep(0.01)
     assert call.decisions[-1].snapshot["customer_name"] == "Marie Martin"
+
+
+async def test_internet_chosen_among_the_expected_answers_is_trusted_a_yes_less_so(
+    brain: BrainWorker, bus: Bus
+) -> None:
+    """The offline recogniser hears a lone "Internet." as "A peu hônet." and chooses "C'est
+    internet." among the expected answers, at a forced score of about -2.3: that choice is
+    taken (a wrong one costs a fix the verification catches). The same score on free text,
+    or on a chosen "oui" that would end the call as solved, is asked again."""
+    call = Call(bus)
+    await call.start()
+    await call.wait_says(1)
+    await call.speak("Bonjour, ma box ne marche plus.")
+    await call.wait_says(2)
+    await call.speak("Pierre Dupont, 06 12 34 56 78")
+    await call.wait_says(3)
+    assert call.says[-1].phrase == "ask_category"
+    await call.speak("C'est internet.", avg_logprob=-2.3)  # free decoding: not trusted
+    await call.wait_says(4)
+    assert call.says[-1].phrase == "repeat"
+    await call.speak("C'est internet.", provider=schemas.EXPECTED_ANSWER, avg_logprob=-2.3)
+    await call.wait_says(5)
+    assert call.says[-1].text and "box" in call.says[-1].text  # the first internet fix
+    await call.speak("D'accord, je vais essayer.")
+    await call.wait_says(6)
+    assert call.says[-1].phrase == "ask_verification"
+    await call.speak("Oui.", provider=schemas.EXPECTED_ANSWER, avg_logprob=-2.3)
+    await call.wait_says(7)
+    assert call.says[-1].phrase == "repeat"
