@@ -21,14 +21,24 @@ from typing import Final
 
 CHOICES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "yes_no": {
-        "oui": ("Oui.", "Oui, ça marche.", "Oui, merci.", "D'accord.", "Ouais.", "C'est bien ça."),
-        "non": ("Non.", "Non, toujours pas.", "Non, ça ne marche pas.", "Non, merci."),
+        "oui": (
+            "Oui.", "Oui, ça marche.", "Oui, merci.", "D'accord.", "Ouais.", "C'est bien ça.",
+            "Tout à fait.",
+        ),
+        # Without the "no" callers say most after "non" itself, a lone "Pas du tout." was
+        # scored against the "yes" phrasings only, and could come out as "D'accord.".
+        "non": (
+            "Non.", "Non, toujours pas.", "Non, ça ne marche pas.", "Non, merci.",
+            "Pas du tout.", "Toujours pas.",
+        ),
     },
     "category": {
-        "internet": ("Internet.", "C'est internet.", "La box internet.", "C'est la box."),
+        "internet": (
+            "Internet.", "C'est internet.", "La box internet.", "C'est la box.", "Le wifi.",
+        ),
         "mobile": ("Mobile.", "Le mobile.", "C'est le mobile.", "Mon portable."),
     },
-}
+}  # fmt: skip
 
 # Keywords of each answer (accents stripped, lower case), whatever the question.
 _KEYWORDS: Final[dict[str, frozenset[str]]] = {
@@ -135,7 +145,10 @@ def digits(text: str) -> str:
 
 _PHRASES: Final = (
     ("non", re.compile(r"\b(toujours|marche|fonctionne|pas du tout) pas\b|\bpas du tout\b")),
-    ("oui", re.compile(r"\bca (re)?marche\b|\bca fonctionne\b|\bc'est (bon|bien ca)\b")),
+    (
+        "oui",
+        re.compile(r"\bca (re)?marche\b|\bca fonctionne\b|\bc'est (bon|bien ca)\b|\btout a fait\b"),
+    ),
 )
 
 

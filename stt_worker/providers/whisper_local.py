@@ -190,7 +190,11 @@ def _score(encoded: Any, texts: list[str]) -> list[float]:
 def _expected(encoded: Any, free: str, expecting: str) -> tuple[str, float] | None:
     """The expected answer that fits the audio about as well as the free decoding, if any."""
     choices = answers.CHOICES[expecting]
-    if answers.meanings(free) or answers.is_filler(free):
+    heard = answers.meanings(free)
+    # Every answer of the question at once ("A internet, mobile." for "Internet, le wifi."):
+    # the prompt's own "box internet, mobile" echoed, no answer; the audio decides.
+    both = set(choices) <= heard
+    if (heard and not both) or answers.is_filler(free):
         # The free decoding already heard a known answer (maybe to another question), or a
         # "hum" that no answer should replace.
         return None

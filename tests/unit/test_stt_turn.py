@@ -127,6 +127,22 @@ def test_meanings_tell_answers_from_lookalikes() -> None:
     assert answers.is_filler("Hum.") and not answers.is_filler("Hum, oui.")
 
 
+@pytest.mark.parametrize("expecting", sorted(answers.CHOICES))
+def test_every_expected_phrasing_means_its_answer_to_the_recogniser_and_the_brain(
+    expecting: str,
+) -> None:
+    """A phrasing the recogniser may choose is read back as the answer it stands for, and
+    the brain's rules take it so: a "Pas du tout." chosen must be a no all the way."""
+    from brain.nlu import understand
+
+    intent = {"oui": "affirm", "non": "deny", "internet": "internet", "mobile": "mobile"}
+    for meaning, phrasings in answers.CHOICES[expecting].items():
+        for text in phrasings:
+            found = answers.meanings(text)  # "Oui, merci." is a thank-you as well
+            assert found & set(answers.CHOICES[expecting]) == {meaning}, text
+            assert understand(text, expecting).intent == intent[meaning], text
+
+
 PROMPT = "Mon numéro est le 07 45 29 81 03."
 
 
