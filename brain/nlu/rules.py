@@ -74,6 +74,9 @@ GOODBYE = (
 )  # fmt: skip
 # Goodbyes only where the line ends (or thanks): "c'est tout le temps" is a symptom.
 _GOODBYE_LAST = re.compile(r" (c est|ce sera|ca sera) tout( merci)? $")
+# ... and in a short line: at the end of a long one ("Il y a un peu d'éposé, il y a pas de
+# casque là, c'est tout." for a number said under noise) it is no reason to hang up.
+_GOODBYE_WORDS = 6
 DENY = (
     "non", "nan", "nope", "toujours pas", "pas du tout", "pas vraiment", "pas encore",
     "absolument pas", "pas d accord", "negatif", "rien n a change", "rien a change",
@@ -100,6 +103,7 @@ AFFIRM = (
     "exact", "pas de souci", "pas de probleme", "sans probleme", "aucun probleme", "aucun souci",
     "je vais essayer", "j essaie", "je vais le faire", "c est fait", "je l ai fait", "allez y",
     "volontiers", "ca roule", "bien recu", "oui oui", "c est moi", "vas y", "certainement",
+    "c est bien ca",
 )  # fmt: skip
 
 # Category words and their weight: a word that names one category outright weighs 2, a word
@@ -208,7 +212,7 @@ def understand(text: str, expecting: str | None = None) -> Nlu:
         return Nlu(intent="unknown", confidence=0.0)
     phone = find_phone(ws)
     name = _name(ws, phone, expecting)
-    category = _category(folded)
+    category = _category(folded, expecting)
     slots = {k: v for k, v in (("name", name), ("phone", phone and phone.phone)) if v}
     if category:
         slots["category"] = category
@@ -257,7 +261,7 @@ def _intent(
         return "inform", 1.0
     if "category" in slots:
         return slots["category"], 1.0
-    if _has(folded, GOODBYE) or _GOODBYE_LAST.search(folded):
+    if _has(folded, GOODBYE) or (_GOODBYE_LAST.search(folded) and len(ws) <= _GOODBYE_WORDS):
         return "goodbye", 1.0
     if _denies(folded):
         return "deny", 1.0
@@ -300,8 +304,14 @@ def _says_nothing_else(ws: Sequence[Word]) -> bool:
     return all(part in allowed for w in ws for part in w.key.split("-"))
 
 
-def _category(folded: str) -> str | None:
+def _category(folded: str, expecting: str | None = None) -> str | None:
     folded = _NOT_CATEGORY.sub(" ", folded)
+    cues = {p for p in (*INTERNET, *MOBILE) if f" {p} " in folded}
+    if expecting == "category" and cues == {"internet", "mobile"}:
+        # The question's two answers and nothing else: "A internet, mobile." for "Internet,
+        # le wifi." (the offline recogniser's prompt, "box internet, mobile", echoed). Neither
+        # is taken: the question is asked again, the keypad settles it.
+        return None
     internet = sum(weight for p, weight in INTERNET.items() if f" {p} " in folded)
     mobile = sum(weight for p, weight in MOBILE.items() if f" {p} " in folded)
     if internet > mobile:

@@ -259,6 +259,11 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("D'accord, mais ma facture", "problem", "out_of_scope", {"topic": "billing"}),
     ("Lorsqu'il y a une soirée, on voit que c'est tout le temps.", "problem", "unknown", {}),
     ("Non merci, c'est tout.", None, "goodbye", {}),
+    # ... nor at the end of a long line (a number said under noise, misheard)
+    ("Il y a un peu d'éposé, il y a pas de casque là, c'est tout.", "identity", "unknown", {}),
+    # Both answers of the category question and nothing else: the recogniser's prompt echoed
+    ("A internet, mobile.", "category", "unknown", {}),
+    ("A internet, mobile.", "problem", "mobile", MOB),
     # ... unless a breakdown comes with it
     ("depuis mon déménagement je n'ai plus internet", "problem", "internet", NET),
     ("mon abonnement internet ne marche pas", "problem", "internet", NET),
