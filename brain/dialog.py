@@ -703,6 +703,12 @@ class Dialog:
                 h.slots.get("phone") == s.phone
                 or (h.near is not None and h.near.id == candidate[0])
             )
+            if said_again and h.intent == "deny":
+                # "Non, c'est le …" and the number read back, heard the same wrong way again:
+                # a correction speech cannot hear. The keypad does not mishear.
+                if self._keypad_may_identify(s):
+                    return self._ask_phone_keypad(s, out)
+                return self._after_identity(s, out)
             if said_again or (h.intent == "affirm" and not gave_phone):
                 if candidate[0] is not None:  # the close customer's number, confirmed
                     s = msgspec.structs.replace(
@@ -752,6 +758,7 @@ class Dialog:
     def _ask_phone_keypad(self, s: Snapshot, out: list[Action]) -> Snapshot:
         s = msgspec.structs.replace(
             s,
+            phone=None,  # what speech made of it was not confirmed: no ticket carries it
             dtmf_mode=True,
             dtmf_buffer="",
             confirming_phone=False,

@@ -370,6 +370,16 @@ def test_numbers_read_back_wrong_again_and_again_end_on_the_keypad() -> None:
     assert not r.s.confirming_phone
 
 
+def test_a_no_with_the_number_read_back_heard_again_goes_to_the_keypad() -> None:
+    """ "Non, c'est le 06 12 34 56 78" heard as the very number read back: not a yes (the
+    caller said no), and speech will not hear it better."""
+    r = at("IDENTIFICATION")
+    assert r.user("Paul Durand 06 11 22 33 44")[0].startswith("text:J'ai noté le 0611223344")
+    assert r.user("non, c'est le 06 11 22 33 44") == ["ask_phone_dtmf"]
+    assert r.s.dtmf_mode and not r.s.confirming_phone
+    assert r.s.phone is None  # the number denied is not kept for the ticket
+
+
 def test_a_caller_whose_line_is_known_is_not_asked_to_type_it() -> None:
     r = started(caller="0611223344")
     r.user("problème avec internet")
