@@ -114,6 +114,13 @@ BENCHES = (
         "short answers recognised with and without the bot's expectation",
     ),
     Bench(
+        "stt_closed",
+        "stt_closed.py",
+        ("--json", JSON_ARG),
+        "answers to the closed questions (2 voices x 2 rates x clean/pink/babble) recognised "
+        "and understood as the offline default does: right, asked again, or wrong",
+    ),
+    Bench(
         "stt_numbers",
         "stt_numbers.py",
         ("--json", JSON_ARG),
