@@ -573,9 +573,9 @@ class Dialog:
         return self._end(s, out, how="hangup", outcome="max_length", phrase="goodbye_max_length")
 
     def _no_input(self, s: Snapshot, out: list[Action]) -> Snapshot:
-        if s.state == "IDENTIFICATION" and s.dtmf_mode:
-            # Digits typed without "#", or none: a caller who does not know their number
-            # still gets help, as one who does not say it.
+        if s.state == "IDENTIFICATION" and (s.dtmf_buffer or s.dtmf_mode):
+            # Digits typed without "#" (asked or not), or none after the keypad prompt: a
+            # caller who does not know their number still gets help, as one who does not say it.
             if s.dtmf_buffer:
                 return self._typed_number(s, s.dtmf_buffer, out)
             return self._after_identity(s, out)
@@ -643,16 +643,16 @@ class Dialog:
         s = msgspec.structs.replace(s, misunderstood=n, speech_unheard=False)
         if n < self.policy.max_misunderstood:
             return self._ask_to_repeat(s, out)
-        if s.state == "IDENTIFICATION" and self._keypad_may_identify(s):
-            return self._ask_phone_keypad(s, out)
-        if s.state in KEYPAD and s.state != "IDENTIFICATION" and not s.dtmf_mode:
+        if s.state == "IDENTIFICATION":
+            if self._keypad_may_identify(s):
+                return self._ask_phone_keypad(s, out)
+            return self._after_identity(s, out)  # unknown callers still get help
+        if s.state in KEYPAD and not s.dtmf_mode:
             s = msgspec.structs.replace(s, dtmf_mode=True)
             return self._prompt(s, out, phrase=KEYPAD[s.state])
         if s.state == "WELCOME":  # the problem will be asked again, as a closed question
             s = msgspec.structs.replace(s, state="IDENTIFICATION", misunderstood=0)
             return self._prompt(s, out, phrase="ask_identity")
-        if s.state == "IDENTIFICATION":
-            return self._after_identity(s, out)  # unknown callers still get help
         if s.state == "SOLUTION":
             return self._solution_ack(s, out)  # a yes/no question, with a keypad fallback
         return self._escalate(s, out, "incompréhension répétée, même au clavier")
@@ -745,7 +745,7 @@ class Dialog:
             )
             text = f"J'ai noté le {spoken(noted)}. Est-ce bien votre numéro ?"
             return self._prompt(s, out, text=text)
-        if s.customer_id is None and self._keypad_may_identify(s):
+        if self._keypad_may_identify(s):
             return self._ask_phone_keypad(s, out)
         return self._after_identity(s, out)
 

@@ -352,6 +352,14 @@ def test_each_digit_typed_waits_for_the_next_and_a_pause_ends_the_number() -> No
     assert r.says(out) == ["ask_category"] and r.s.customer_id is None
 
 
+def test_digits_typed_unasked_then_a_pause_are_looked_up() -> None:
+    r = started()
+    for digit in "0612":
+        r.feed(d.Dtmf(digit))
+    out = r.feed(d.Timeout("no_input"))
+    assert d.FindCustomer("0612") in out and r.says(out) == ["ask_category"]
+
+
 def test_the_number_said_at_the_keypad_prompt_is_taken_too() -> None:
     r = started()
     r.user("problème avec internet")
