@@ -6,9 +6,9 @@ MBROLA fr1 and fr4 at 135 and 175 words per minute, on the telephone band, clean
 quality harness's pink and babble noise at 15 dB SNR (quality/synth.py). Each clip goes through
 `whisper_local.recognise` with the question's expectation, then the brain's trust floors
 (`BrainConfig`: `STT_MIN_AVG_LOGPROB`, `STT_MIN_CATEGORY_LOGPROB` for a chosen category) and its
-rules. An answer is *right* (the intent meant), *asked again* (not trusted, or no intent:
-"pardon ?"), or *wrong* (another answer: a fix for the wrong line, or a "oui" that ends the
-call): wrong is the one that must stay near zero.
+rules. An answer is *right* (the intent meant), *asked again* (not trusted, or no answer to
+this question: "pardon ?"), or *wrong* (the other answer: a fix for the wrong line, or a "oui"
+that ends the call): wrong is the one that must stay near zero.
 
     .venv/bin/python bench/stt_closed.py [--json out.json]
 """
@@ -56,6 +56,8 @@ LINES: dict[str, dict[str, str]] = {
         "Négatif.": "deny",
     },
 }
+# The intents that answer each question: any other one is asked again by the dialog.
+ANSWERS = {"category": {"internet", "mobile"}, "yes_no": {"affirm", "deny"}}
 SPEAKERS = [(v, r) for v in ("mb-fr1", "mb-fr4") for r in (135, 175)]
 NOISES = (None, "pink", "babble")
 PAD = bytes(8000)  # 0.5 s of silence before the line, 1 s after: a turn as the VAD cuts it
@@ -97,7 +99,7 @@ def run() -> list[dict[str, Any]]:
                     ok = trusted(rec, expecting, cfg)
                     intent = understand(rec.text, expecting).intent if ok else "untrusted"
                     verdict = "right" if intent == meant else "wrong"
-                    if intent not in ("affirm", "deny", "internet", "mobile"):
+                    if intent not in ANSWERS[expecting]:
                         verdict = "asked again"
                     rows.append(
                         {
