@@ -4,9 +4,9 @@ Short answers callers give to "Internet ou mobile ?" and "Est-ce que ça fonctio
 only the recogniser's own phrasings ("Pas du tout.", "Le wifi.", "Tout à fait."...), each said by
 MBROLA fr1 and fr4 at 135 and 175 words per minute, on the telephone band, clean and under the
 quality harness's pink and babble noise at 15 dB SNR (quality/synth.py). Each clip goes through
-`whisper_local.recognise` with the question's expectation, then the brain's trust floors
-(`BrainConfig`: `STT_MIN_AVG_LOGPROB`, `STT_MIN_CATEGORY_LOGPROB` for a chosen category) and its
-rules. An answer is *right* (the intent meant), *asked again* (not trusted, or no answer to
+`whisper_local.recognise` with the question's expectation, then the brain's own trust rule
+(`brain.worker.trusted`: `STT_MIN_AVG_LOGPROB`, `STT_MIN_CATEGORY_LOGPROB` for a chosen category)
+and its rules. An answer is *right* (the intent meant), *asked again* (not trusted, or no answer to
 this question: "pardon ?"), or *wrong* (the other answer: a fix for the wrong line, or a "oui"
 that ends the call): wrong is the one that must stay near zero.
 
@@ -28,6 +28,8 @@ import numpy as np
 
 from brain.config import BrainConfig
 from brain.nlu import understand
+from brain.worker import trusted
+from events import schemas
 from quality import synth
 from stt_worker import model_store
 from stt_worker.config import DEFAULT_WHISPER_PROMPT, SttConfig
@@ -73,12 +75,16 @@ def noisy(pcm: bytes, noise: str | None, seed: int) -> bytes:
     return np.clip(speech + background, -32768, 32767).astype("<i2").tobytes()
 
 
-def trusted(rec: whisper_local.Recognised, expecting: str, cfg: BrainConfig) -> bool:
-    """The brain's `_trusted` for one final of this recognition."""
-    floor = cfg.min_avg_logprob
-    if expecting == "category" and rec.snapped:
-        floor = min(floor, cfg.min_category_logprob)
-    return rec.avg_logprob >= floor and rec.no_speech_prob <= cfg.max_no_speech_prob
+def final_of(rec: whisper_local.Recognised) -> schemas.Final:
+    """The transcript the STT worker publishes for this recognition (what the brain judges)."""
+    return schemas.Final(
+        call_id="bench",
+        ts=0.0,
+        text=rec.text,
+        avg_logprob=rec.avg_logprob,
+        no_speech_prob=rec.no_speech_prob,
+        provider=schemas.EXPECTED_ANSWER if rec.snapped else "whisper",
+    )
 
 
 def run() -> list[dict[str, Any]]:
@@ -96,7 +102,7 @@ def run() -> list[dict[str, Any]]:
                     began = time.perf_counter()
                     rec = whisper_local.recognise(pcm, DEFAULT_WHISPER_PROMPT, expecting)
                     ms = (time.perf_counter() - began) * 1000
-                    ok = trusted(rec, expecting, cfg)
+                    ok = trusted(final_of(rec), expecting, cfg)
                     intent = understand(rec.text, expecting).intent if ok else "untrusted"
                     verdict = "right" if intent == meant else "wrong"
                     if intent not in ANSWERS[expecting]:

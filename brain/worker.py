@@ -332,18 +332,7 @@ class CallBrain:
         )
 
     def _trusted(self, finals: list[schemas.Final], expecting: str | None) -> bool:
-        c = self.w.config
-        for f in finals:
-            floor = c.min_avg_logprob
-            if expecting == "category" and f.provider == schemas.EXPECTED_ANSWER:
-                floor = min(floor, c.min_category_logprob)  # a yes/no keeps the general floor
-            if f.no_speech_prob is not None and f.no_speech_prob > c.max_no_speech_prob:
-                return False
-            if f.avg_logprob is not None and f.avg_logprob < floor:
-                return False
-            if f.avg_logprob is None and f.confidence and f.confidence < c.min_confidence:
-                return False
-        return True
+        return all(trusted(f, expecting, self.w.config) for f in finals)
 
     async def _understand(
         self, text: str, expecting: str | None
@@ -572,6 +561,19 @@ class CallBrain:
         handle = self.timers.pop(name, None)
         if handle is not None:
             handle.cancel()
+
+
+def trusted(f: schemas.Final, expecting: str | None, c: BrainConfig) -> bool:
+    """Whether a transcript is sure enough to act on; else the caller is asked to repeat."""
+    floor = c.min_avg_logprob
+    if expecting == "category" and f.provider == schemas.EXPECTED_ANSWER:
+        floor = min(floor, c.min_category_logprob)  # a yes/no keeps the general floor
+    if f.no_speech_prob is not None and f.no_speech_prob > c.max_no_speech_prob:
+        return False
+    if f.avg_logprob is not None and f.avg_logprob < floor:
+        return False
+    # A cloud provider gives a confidence instead of a log-probability (0: none given).
+    return f.avg_logprob is not None or not f.confidence or f.confidence >= c.min_confidence
 
 
 async def _none() -> None:
