@@ -312,8 +312,8 @@ def _category(folded: str, expecting: str | None = None) -> str | None:
         # le wifi." (the offline recogniser's prompt, "box internet, mobile", echoed). Neither
         # is taken: the question is asked again, the keypad settles it.
         return None
-    internet = sum(weight for p, weight in INTERNET.items() if f" {p} " in folded)
-    mobile = sum(weight for p, weight in MOBILE.items() if f" {p} " in folded)
+    internet = sum(INTERNET.get(p, 0) for p in cues)
+    mobile = sum(MOBILE.get(p, 0) for p in cues)
     if internet > mobile:
         return "internet"
     if mobile > internet:
