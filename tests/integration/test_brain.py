@@ -104,6 +104,23 @@ class Call:
             )
             await asyncio.sleep(0.01)
 
+    async def reply(
+        self, text: str, *, provider: str = "", avg_logprob: float | None = None
+    ) -> schemas.Say:
+        """The caller's line, then what the bot says to it."""
+        said = len(self.says)
+        await self.speak(text, provider=provider, avg_logprob=avg_logprob)
+        await self.wait_says(said + 1)
+        return self.says[said]
+
+    async def identified(self, within_s: float = 5.0) -> str:
+        """The customer's name once a decision identifies them (it follows the say)."""
+        deadline = time.monotonic() + within_s
+        while self.decisions[-1].snapshot.get("customer_id") is None:
+            assert time.monotonic() < deadline, "the customer was not identified"
+            await asyncio.sleep(0.01)
+        return str(self.decisions[-1].snapshot["customer_name"])
+
     def spoken(self) -> list[str]:
         return [s.phrase or "text" for s in self.says]
 
@@ -293,19 +310,11 @@ async def test_a_misheard_number_finds_the_customer_one_digit_away(
     call = Call(bus)
     await call.start()
     await call.wait_says(1)
-    await call.speak("Bonjour, ma box ne marche plus.")
-    await call.wait_says(2)
-    await call.speak("Pierre Dupont, 06 12 34 56 79")
-    await call.wait_says(3)
-    assert call.says[-1].text == "J'ai noté le 0612345678. Est-ce bien votre numéro ?"
-    await call.speak("oui")
-    await call.wait_says(4)
-    assert call.says[-1].phrase == "ask_category"
-    deadline = time.monotonic() + 5
-    while call.decisions[-1].snapshot.get("customer_id") is None:  # its decision follows it
-        assert time.monotonic() < deadline, "the customer was not identified"
-        await asyncio.sleep(0.01)
-    assert call.decisions[-1].snapshot["customer_name"] == "Pierre Dupont"
+    await call.reply("Bonjour, ma box ne marche plus.")
+    said = await call.reply("Pierre Dupont, 06 12 34 56 79")
+    assert said.text == "J'ai noté le 0612345678. Est-ce bien votre numéro ?"
+    assert (await call.reply("oui")).phrase == "ask_category"
+    assert await call.identified() == "Pierre Dupont"
 
 
 async def test_a_garbled_number_with_the_name_said_before_it_finds_the_customer(
@@ -318,21 +327,12 @@ async def test_a_garbled_number_with_the_name_said_before_it_finds_the_customer(
     call = Call(bus)
     await call.start()
     await call.wait_says(1)
-    await call.speak("Je n'ai plus de réseau sur mon mobile.")
-    await call.wait_says(2)
-    await call.speak("Marie-Martin, zéro")  # the number lost
-    await call.wait_says(3)
-    assert call.says[-1].phrase == "ask_phone"
-    await call.speak("0, 4 88 57 58 32")
-    await call.wait_says(4)
-    assert call.says[-1].text == "J'ai noté le 0698765432. Est-ce bien votre numéro ?"
-    await call.speak("oui")
-    await call.wait_says(5)
-    deadline = time.monotonic() + 5
-    while call.decisions[-1].snapshot.get("customer_id") is None:
-        assert time.monotonic() < deadline, "the customer was not identified"
-        await asyncio.sleep(0.01)
-    assert call.decisions[-1].snapshot["customer_name"] == "Marie Martin"
+    await call.reply("Je n'ai plus de réseau sur mon mobile.")
+    assert (await call.reply("Marie-Martin, zéro")).phrase == "ask_phone"  # the number lost
+    said = await call.reply("0, 4 88 57 58 32")
+    assert said.text == "J'ai noté le 0698765432. Est-ce bien votre numéro ?"
+    await call.reply("oui")
+    assert await call.identified() == "Marie Martin"
 
 
 async def test_internet_chosen_among_the_expected_answers_is_trusted_a_yes_less_so(
@@ -342,23 +342,15 @@ async def test_internet_chosen_among_the_expected_answers_is_trusted_a_yes_less_
     internet." among the expected answers, at a forced score of about -2.3: that choice is
     taken (a wrong one costs a fix the verification catches). The same score on free text,
     or on a chosen "oui" that would end the call as solved, is asked again."""
+    chosen = schemas.EXPECTED_ANSWER
     call = Call(bus)
     await call.start()
     await call.wait_says(1)
-    await call.speak("Bonjour, ma box ne marche plus.")
-    await call.wait_says(2)
-    await call.speak("Pierre Dupont, 06 12 34 56 78")
-    await call.wait_says(3)
-    assert call.says[-1].phrase == "ask_category"
-    await call.speak("C'est internet.", avg_logprob=-2.3)  # free decoding: not trusted
-    await call.wait_says(4)
-    assert call.says[-1].phrase == "repeat"
-    await call.speak("C'est internet.", provider=schemas.EXPECTED_ANSWER, avg_logprob=-2.3)
-    await call.wait_says(5)
-    assert call.says[-1].text and "box" in call.says[-1].text  # the first internet fix
-    await call.speak("D'accord, je vais essayer.")
-    await call.wait_says(6)
-    assert call.says[-1].phrase == "ask_verification"
-    await call.speak("Oui.", provider=schemas.EXPECTED_ANSWER, avg_logprob=-2.3)
-    await call.wait_says(7)
-    assert call.says[-1].phrase == "repeat"
+    await call.reply("Bonjour, ma box ne marche plus.")
+    assert (await call.reply("Pierre Dupont, 06 12 34 56 78")).phrase == "ask_category"
+    free = await call.reply("C'est internet.", avg_logprob=-2.3)  # free decoding: not trusted
+    assert free.phrase == "repeat"
+    fix = await call.reply("C'est internet.", provider=chosen, avg_logprob=-2.3)
+    assert fix.text and "box" in fix.text  # the first internet fix
+    assert (await call.reply("D'accord, je vais essayer.")).phrase == "ask_verification"
+    assert (await call.reply("Oui.", provider=chosen, avg_logprob=-2.3)).phrase == "repeat"
