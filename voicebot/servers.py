@@ -8,14 +8,17 @@ PostgreSQL refuses to run as root, so when we are root its processes run as the 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.util
 import logging
 import os
+import random
 import shlex
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +30,59 @@ class ServerError(RuntimeError):
     pass
 
 
+# Ports handed out by free_port, and the lock files that reserve them against other processes
+# (pytest, a bench and `make quality` may run side by side) for as long as this process lives.
+_PORT_LOCKS: dict[int, int] = {}
+_PORT_LOCK_DIR = Path(tempfile.gettempdir()) / "voicebot-ports"
+# Below the kernel's ephemeral range, so no outgoing connection can take it (see free_port).
+_LOWEST_PORT = 20000
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _reserve(port: int) -> bool:
+    """Hold an exclusive lock on this port's file, or say another process holds it."""
+    try:
+        _PORT_LOCK_DIR.mkdir(mode=0o777, exist_ok=True)
+        fd = os.open(_PORT_LOCK_DIR / str(port), os.O_CREAT | os.O_RDWR, 0o666)
+    except OSError:
+        return True  # no shared lock folder: the bind check alone has to do
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return False
+    _PORT_LOCKS[port] = fd
+    return True
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback TCP port nothing listens on, for a server this process is about to start.
+
+    Not one the kernel picks with bind(0): that comes from the ephemeral range, which is also where
+    every outgoing connection gets its local port, so between our check and the server's bind a
+    client of NATS or PostgreSQL could take it ("address already in use", seen in CI). A port below
+    that range, never handed out twice, locked against other processes, cannot be taken that way.
+    """
+    high = _ephemeral_low() - 1
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randint(_LOWEST_PORT, high)
+        if port in _PORT_LOCKS:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if _reserve(port):
+            return port
+    raise ServerError(f"no free port between {_LOWEST_PORT} and {high}")
 
 
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
