@@ -21,11 +21,16 @@ from typing import Final
 
 CHOICES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
     "yes_no": {
-        "oui": ("Oui.", "Oui, ça marche.", "Oui, merci.", "D'accord.", "Ouais.", "C'est bien ça."),
+        # Not "D'accord.": unclear short answers of either kind ("Toujours pas.", "Négatif.",
+        # "Absolument.") came out as "D'accord." (bench/stt_closed.py), a no turned into a yes
+        # that only the trust floor stopped. A clear "d'accord" is heard by the free decoding.
+        "oui": (
+            "Oui.", "Oui, ça marche.", "Oui, merci.", "Tout à fait.", "Ouais.", "C'est bien ça.",
+        ),
         # Without the "no" callers say most after "non" itself, a lone "Pas du tout." was
         # scored against the "yes" phrasings only, and could come out as "D'accord.". Each
-        # phrasing costs scoring time (13 took 370-460 ms on one thread): "tout à fait" and
-        # "toujours pas" are known answers when the free decoding hears them (`meanings`).
+        # phrasing costs scoring time: "toujours pas" is a known answer when the free decoding
+        # hears it (`meanings`).
         "non": (
             "Non.", "Non, toujours pas.", "Non, ça ne marche pas.", "Non, merci.", "Pas du tout.",
         ),
