@@ -70,6 +70,7 @@ class Policy:
     """Tunables of the dialog; part of the decision's inputs, so replay uses the same."""
 
     no_input_s: float = 8.0
+    wait_s: float = 30.0  # the silence a caller who asked for time may take ("attendez")
     max_no_input: int = 3  # re-prompt, last prompt, then hang up
     max_misunderstood: int = 2  # after this many, offer DTMF
     max_call_s: float = 600.0
@@ -113,6 +114,7 @@ class Snapshot(msgspec.Struct, kw_only=True, frozen=True):
     candidate_name: str | None = None
     speech_unheard: bool = False  # the caller started speaking; no words came of it yet
     slow: bool = False  # the caller asked the bot to speak slower (or louder): every say slower
+    waiting: bool = False  # the caller asked for time; the bot has said nothing since
     said_last: str | None = None  # phrase key or text of the last thing said
     said_run: int = 0  # how many times in a row `said_last` was said
     topic: str | None = None  # what an out-of-scope request is about (billing, contract, ...)
@@ -429,7 +431,9 @@ class Dialog:
         out.append(Say(uid, phrase=phrase, text=text, interruptible=interruptible, speed=speed))
         said = phrase if phrase is not None else text
         run = s.said_run + 1 if said == s.said_last else 1
-        s = msgspec.structs.replace(s, utterances=s.utterances + 1, said_last=said, said_run=run)
+        s = msgspec.structs.replace(
+            s, utterances=s.utterances + 1, said_last=said, said_run=run, waiting=False
+        )
         if not interruptible:
             s = msgspec.structs.replace(s, uninterruptible=(*s.uninterruptible, uid))
         return s, uid
@@ -540,7 +544,7 @@ class Dialog:
     def _silence_s(self, s: Snapshot) -> float:
         """How long to wait for an answer; longer while the caller's words are on their way."""
         extra = self.policy.max_utterance_s if s.speech_unheard else 0.0
-        return self.policy.no_input_s + extra
+        return (self.policy.wait_s if s.waiting else self.policy.no_input_s) + extra
 
     def _barge_in(self, s: Snapshot, out: list[Action]) -> Snapshot:
         """The caller speaks (over the bot or not): stop what may be cut, and stop counting
@@ -621,6 +625,8 @@ class Dialog:
             return self._out_of_scope(s, h.slots.get("topic"), out)
         if h.intent == "goodbye" and s.state in EXPECTING:
             return self._take_leave(s, out)
+        if h.intent == "wait" and s.state in EXPECTING:
+            return self._let_wait(s, out)
         match s.state:
             case "WELCOME":
                 return self._welcome_answer(s, h, out)
@@ -664,6 +670,29 @@ class Dialog:
             summary = self._summary(s, "le client a pris congé avant la fin")
             out.append(OpenTicket(s.category, summary, "open"))
         return self._end(s, out, how="hangup", outcome="abandoned", phrase="goodbye")
+
+    def _let_wait(self, s: Snapshot, out: list[Action]) -> Snapshot:
+        """A caller who asks for time ("attendez, je cherche mon numéro") is told to take it,
+        and has `wait_s` of silence, not `no_input_s`, before the question is asked again. No
+        misunderstanding is counted, and "répétez" still says the question. Asked a third time
+        in a row, the bot keeps waiting without saying it again."""
+        if s.state == "SOLUTION":
+            # "Attendez, je débranche la box": once the time is up, whether the fix worked.
+            s = msgspec.structs.replace(
+                s,
+                state="VERIFICATION",
+                misunderstood=0,
+                dtmf_mode=False,
+                last_prompt="ask_verification",
+                last_prompt_is_text=False,
+            )
+        if self._third_time(s, "take_your_time"):
+            s = msgspec.structs.replace(s, waiting=True)
+            out.append(StartTimer("no_input", self._silence_s(s)))
+            return s
+        s, uid = self._say(s, out, phrase="take_your_time")
+        # The long silence is counted from the end of the phrase, as after a question.
+        return msgspec.structs.replace(s, awaiting=uid, waiting=True)
 
     def _out_of_scope(self, s: Snapshot, topic: str | None, out: list[Action]) -> Snapshot:
         """Billing, contracts, moving house, cancellation…: not for this line. Said politely,

@@ -24,6 +24,7 @@ PHRASES: Final[dict[str, str]] = {
     "ask_yes_no_dtmf": "Tapez 1 pour oui, 2 pour non.",
     "ok": "D'accord.",
     "hold": "Un instant, s'il vous plaît.",
+    "take_your_time": "Je vous en prie, prenez votre temps.",
     "repeat": "Pardon, je n'ai pas bien compris. Pouvez-vous répéter ?",
     "no_input": "Êtes-vous toujours en ligne ?",
     "no_input_last": "Je ne vous entends pas. Sans réponse de votre part, je vais raccrocher.",

@@ -20,7 +20,7 @@ from brain.nlu.numbers_fr import FILLERS, PhoneMatch, find_phone, is_number_word
 
 INTENTS = (
     "affirm", "deny", "internet", "mobile", "repeat", "agent", "goodbye", "inform",
-    "out_of_scope", "unknown",
+    "out_of_scope", "wait", "unknown",
 )  # fmt: skip
 CATEGORIES = ("internet", "mobile")
 # The `topic` slot of an `out_of_scope` request: what the hotline does not handle.
@@ -66,6 +66,16 @@ LOUDER_WEAK = (
     "n entends pas", "j entends pas", "entends pas bien", "entends mal", "entends rien",
     "entends tres mal", "entend mal", "entend pas", "entend rien",
 )  # fmt: skip
+# The caller asks for time ("attendez, je cherche mon numéro"), and gives nothing else yet.
+# Not "un moment", "deux minutes", "je regarde": "depuis un moment", "ça coupe toutes les deux
+# minutes", "quand je regarde une vidéo" describe a breakdown.
+WAIT = (
+    "attendez", "attends", "un instant", "une seconde", "deux secondes", "une petite seconde",
+    "patientez", "ne quittez pas", "bougez pas", "je cherche", "je le cherche", "je la cherche",
+    "je vais chercher", "laissez moi chercher", "laissez moi regarder", "je reviens",
+    "pas sous la main",
+)  # fmt: skip
+_WAIT_WORDS = 12  # a longer line says more than "wait"
 # Only a request to repeat when the utterance says nothing else ("pardon, oui" is a yes).
 REPEAT_ALONE = ("pardon", "comment", "quoi", "hein", "excusez moi", "excuse moi")
 GOODBYE = (
@@ -195,7 +205,7 @@ _COMMON = frozenset(_COMMON_WORDS.split())
 NOT_NAME = _COMMON | FILLERS | frozenset(
     w for phrases in (
         AGENT, REPEAT, REPEAT_ALONE, SLOWER, LOUDER, LOUDER_WEAK, GOODBYE, DENY, AFFIRM,
-        INTERNET, MOBILE,
+        INTERNET, MOBILE, WAIT,
         *OUT_OF_SCOPE.values(),
     )
     for p in phrases for w in p.split()
@@ -257,12 +267,20 @@ def _intent(
         return "deny", 1.0
     if closed and _has(folded, AFFIRM):
         return "affirm", 1.0
+    # "Attendez, je débranche la box" to a fix: the box is not the answer, time is.
+    waits = _has(folded, WAIT) and len(ws) <= _WAIT_WORDS and not _BROKEN.search(folded)
+    if closed and waits:
+        return "wait", 1.0
     if "name" in slots or "phone" in slots:
         return "inform", 1.0
     if "category" in slots:
         return slots["category"], 1.0
     if _has(folded, GOODBYE) or (_GOODBYE_LAST.search(folded) and len(ws) <= _GOODBYE_WORDS):
         return "goodbye", 1.0
+    # After the answers: "attendez… non, ça ne marche pas" answers; "oui, attendez, je
+    # cherche" (to "votre numéro ?") asks for time.
+    if waits:
+        return "wait", 1.0
     if _denies(folded):
         return "deny", 1.0
     if _has(folded, AFFIRM):

@@ -54,7 +54,7 @@ class NluInvalidOutput(NluError):
 
 Intent = Literal[
     "affirm", "deny", "internet", "mobile", "repeat", "agent", "goodbye", "inform",
-    "out_of_scope", "unknown",
+    "out_of_scope", "wait", "unknown",
 ]  # fmt: skip
 Topic = Literal["billing", "contract", "moving", "cancellation", "order", "theft"]
 
@@ -130,6 +130,8 @@ lentement, plus fort, je vous entends mal)
 - "inform" : le client donne son nom et/ou son numéro de téléphone
 - "out_of_scope" : une demande qui n'est pas une panne (facture, contrat, abonnement, \
 déménagement, résiliation, commande, vol ou perte du téléphone)
+- "wait" : le client demande d'attendre sans rien donner d'autre (attendez, un instant, \
+je cherche mon numéro)
 - "unknown" : rien de tout cela
 slots (null si absent) :
 - "name" : nom du client tel qu'il le dit, ex. "Pierre Dupont" ; un nom épelé ("D U P O N T", \

@@ -326,7 +326,7 @@ def test_unknown_caller_still_gets_help() -> None:
 def test_a_number_speech_did_not_give_is_asked_on_the_keypad() -> None:
     r = started()
     r.user("problème avec internet")
-    assert r.user("Pierre, euh, attendez") == ["ask_phone"]
+    assert r.user("Pierre, euh, voyons voir") == ["ask_phone"]
     assert r.user("c'est le, euh, je sais plus") == ["ask_phone_dtmf"]
     assert r.s.dtmf_mode and d.expecting(r.s) == "identity"
     out: list[d.Action] = []
@@ -865,7 +865,7 @@ def test_a_no_to_a_fix_moves_on_to_the_next_fix(line: str) -> None:
     assert r.s.outcome == "transfer"
 
 
-@pytest.mark.parametrize("line", ["d'accord", "je vais essayer", "ok", "c'est fait", "attendez"])
+@pytest.mark.parametrize("line", ["d'accord", "je vais essayer", "ok", "c'est fait"])
 def test_an_ok_to_a_fix_asks_whether_it_worked(line: str) -> None:
     r = at("SOLUTION")
     assert r.user(line) == ["ask_verification"]
@@ -1031,3 +1031,47 @@ def test_moving_on_from_an_unconfirmed_read_back_stops_expecting_a_yes_or_no() -
     assert d.expecting(r.s) == "identity"
     assert mumble(r) == ["ask_category"]
     assert d.expecting(r.s) == "category"
+
+
+def test_a_caller_who_asks_for_time_gets_it_then_the_question_again() -> None:
+    r = started()
+    r.user("ma box internet ne marche plus")
+    out = r.feed(heard("Attendez, je cherche mon numéro.", r.s), play=False)
+    said = next(a for a in out if isinstance(a, d.Say))
+    assert said.phrase == "take_your_time"
+    assert r.s.misunderstood == 0 and r.s.state == "IDENTIFICATION"
+    # The long silence starts once the phrase has played, not the usual 8 s.
+    assert r.feed(d.PlaybackEnded(said.utterance_id)) == [d.StartTimer("no_input", 30)]
+    # Still nothing: the question again, then the number is taken as usual.
+    assert r.says(r.feed(d.Timeout("no_input"))) == ["ask_identity"]
+    assert r.s.no_input == 1 and not r.s.waiting
+    assert r.user("répétez") == ["ask_identity"]  # the question, not "prenez votre temps"
+    r.user("Pierre Dupont, 06 12 34 56 78")
+    assert r.s.customer_id == PIERRE.id and r.s.state != "IDENTIFICATION"
+
+
+def test_the_next_question_waits_the_usual_time_again() -> None:
+    r = started()
+    r.user("Un instant s'il vous plaît.")
+    r.user("ma box internet ne marche plus")
+    assert not r.s.waiting
+    out = r.feed(heard("je ne sais pas", r.s), play=False)
+    said = next(a for a in out if isinstance(a, d.Say))
+    assert r.feed(d.PlaybackEnded(said.utterance_id)) == [d.StartTimer("no_input", 8)]
+
+
+def test_asking_for_time_again_and_again_is_waited_on_without_a_third_phrase() -> None:
+    r = started()
+    r.user("problème de connexion")
+    assert r.user("attendez") == ["take_your_time"]
+    assert r.user("une seconde") == ["take_your_time"]
+    out = r.feed(heard("je cherche, attendez", r.s))
+    assert r.says(out) == [] and d.StartTimer("no_input", 30) in out
+    assert r.s.state == "IDENTIFICATION" and r.s.misunderstood == 0
+
+
+def test_time_asked_for_a_fix_ends_in_the_question_whether_it_worked() -> None:
+    r = at("SOLUTION")
+    assert r.user("Attendez, je débranche la box.") == ["take_your_time"]
+    assert r.says(r.feed(d.Timeout("no_input"))) == ["ask_verification"]
+    assert r.user("oui ça marche") == ["goodbye"] and r.s.outcome == "solved"

@@ -269,6 +269,16 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("mon abonnement internet ne marche pas", "problem", "internet", NET),
     ("mon forfait est bloqué", "problem", "mobile", MOB),
     ("la télécommande ne marche plus", "problem", "internet", NET),
+    # Asking for time, and nothing else: not a name ("Attendez"), not a misunderstanding.
+    ("Je ne sais plus, attendez !", "identity", "wait", {}),
+    ("Oui, attendez, je cherche mon numéro.", "identity", "wait", {}),
+    ("Un instant, je ne l'ai pas sous la main.", "identity", "wait", {}),
+    ("Une seconde, je vérifie.", "yes_no", "wait", {}),
+    ("Attendez, je débranche la box.", "ack", "wait", NET),
+    ("Attendez, c'est le 06 12 34 56 78.", "identity", "inform", {"phone": "0612345678"}),
+    ("Attendez, ça ne marche toujours pas.", "yes_no", "deny", {}),
+    ("Attendez, ma box ne marche plus.", "problem", "internet", NET),
+    ("Depuis un moment ça coupe toutes les deux minutes", "problem", "unknown", {}),
 ]  # fmt: skip
 
 
