@@ -475,6 +475,20 @@ PERSONAS: tuple[Persona, ...] = (
         category="internet",
     ),
     persona(
+        "needs_time",
+        "asks for time to find the number, and while doing the fix",
+        Expect(outcomes=SOLVED, category="internet", customer=JEAN),
+        problem="Bonjour, ma connexion internet coupe sans arrêt.",
+        identity=(
+            "Euh, attendez, je cherche mon numéro.",
+            f"Voilà, Jean Bernard, {say_pairs('0755443322')}.",
+        ),
+        solution="Une seconde, je le fais.",
+        yes=("Oui, ça marche maintenant.",),
+        phone="0755443322",
+        category="internet",
+    ),
+    persona(
         "silent",
         "says nothing at all: the bot must give up politely",
         Expect(outcomes=frozenset({"no_input"}), customer=""),

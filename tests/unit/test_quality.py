@@ -263,6 +263,18 @@ def test_asked_again_the_caller_rephrases_the_same_answer() -> None:
     assert choose(p, "category_keypad", "", m)[1] == "dtmf:1"
 
 
+def test_a_caller_told_to_take_their_time_gives_the_answer_asked_for() -> None:
+    """After "prenez votre temps" the question still stands: the number, or whether it works."""
+    p = by_key()["needs_time"]
+    m = Memory()
+    assert "attendez" in choose(p, classify(_q("ask_identity")), "", m)[1]
+    kind = classify(_q("take_your_time", state="IDENTIFICATION", expecting="identity"))
+    assert choose(p, kind, "", m)[1] == p.answers["identity"][1]
+    choose(p, "solution", "fix 1", m)
+    kind = classify(_q("take_your_time", state="VERIFICATION", expecting="yes_no"))
+    assert choose(p, kind, "", m)[1] == p.yes[0]
+
+
 def test_answers_become_caller_steps() -> None:
     steps = steps_of("Bon, je rappellerai.|hangup", "solution")
     assert [(s.verb, s.arg, s.tag) for s in steps] == [
