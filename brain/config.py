@@ -25,10 +25,12 @@ class BrainConfig:
     no_input_s: float = 8.0
     max_call_s: float = 600.0
     min_avg_logprob: float = -1.5  # below: the transcript is not trusted (offline STT)
-    # Internet or mobile chosen by scoring the expected answers against the audio: the choice
-    # already beat the free decoding and the other answer (stt_worker whisper_local), and a
-    # wrong one costs a first fix that the verification question catches. Measured in
-    # bench/stt_answers.py: a one-word "Internet." so chosen scores -1.1 to -2.4.
+    # An answer to "internet ou mobile ?" that names one of them, chosen by scoring the expected
+    # answers against the audio (the choice beat the free decoding and the other answer,
+    # stt_worker whisper_local) or heard so freely: a wrong one costs a first fix that the
+    # verification question catches. Measured in bench/stt_answers.py: a one-word "Internet."
+    # so chosen scores -1.1 to -2.4; bench/stt_closed.py: "Mon portable." heard freely, -1.5
+    # to -1.9.
     min_category_logprob: float = -2.5
     max_no_speech_prob: float = 0.7
     min_confidence: float = 0.2  # provider confidence below which a transcript is not trusted

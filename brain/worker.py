@@ -36,7 +36,7 @@ from brain.metrics import (
     NLU_FALLBACKS,
     NLU_SECONDS,
 )
-from brain.nlu import Nlu, understand
+from brain.nlu import CATEGORIES, Nlu, understand
 from brain.nlu.numbers_fr import to_digits
 from brain.phone import caller_id
 from brain.solutions import Catalog
@@ -566,8 +566,13 @@ class CallBrain:
 def trusted(f: schemas.Final, expecting: str | None, c: BrainConfig) -> bool:
     """Whether a transcript is sure enough to act on; else the caller is asked to repeat."""
     floor = c.min_avg_logprob
-    if expecting == "category" and f.provider == schemas.EXPECTED_ANSWER:
-        floor = min(floor, c.min_category_logprob)  # a yes/no keeps the general floor
+    # Internet or mobile, chosen among the expected answers or heard as one of them ("Mon
+    # portable." at -1.8): the lower floor. A wrong one costs a fix for the other line, which the
+    # caller says does not work; a yes/no keeps the general floor, a wrong "oui" ends the call.
+    if expecting == "category" and (
+        f.provider == schemas.EXPECTED_ANSWER or understand(f.text, expecting).intent in CATEGORIES
+    ):
+        floor = min(floor, c.min_category_logprob)
     if f.no_speech_prob is not None and f.no_speech_prob > c.max_no_speech_prob:
         return False
     if f.avg_logprob is not None and f.avg_logprob < floor:

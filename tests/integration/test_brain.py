@@ -335,21 +335,22 @@ async def test_a_garbled_number_with_the_name_said_before_it_finds_the_customer(
     assert await call.identified() == "Marie Martin"
 
 
-async def test_internet_chosen_among_the_expected_answers_is_trusted_a_yes_less_so(
+async def test_internet_heard_or_chosen_is_trusted_down_to_the_category_floor_a_yes_less_so(
     brain: BrainWorker, bus: Bus
 ) -> None:
     """The offline recogniser hears a lone "Internet." as "A peu hônet." and chooses "C'est
-    internet." among the expected answers, at a forced score of about -2.3: that choice is
-    taken (a wrong one costs a fix the verification catches). The same score on free text,
-    or on a chosen "oui" that would end the call as solved, is asked again."""
+    internet." among the expected answers, at a forced score of about -2.3: taken, down to the
+    category floor (-2.5; a wrong one costs a fix the verification catches; free text naming
+    a category too: tests/unit/test_trust.py). Below it, or on a chosen "oui" that would end
+    the call as solved, the answer is asked again."""
     chosen = schemas.EXPECTED_ANSWER
     call = Call(bus)
     await call.start()
     await call.wait_says(1)
     await call.reply("Bonjour, ma box ne marche plus.")
     assert (await call.reply("Pierre Dupont, 06 12 34 56 78")).phrase == "ask_category"
-    free = await call.reply("C'est internet.", avg_logprob=-2.3)  # free decoding: not trusted
-    assert free.phrase == "repeat"
+    low = await call.reply("C'est internet.", avg_logprob=-2.6)  # below the category floor
+    assert low.phrase == "repeat"
     fix = await call.reply("C'est internet.", provider=chosen, avg_logprob=-2.3)
     assert fix.text and "box" in fix.text  # the first internet fix
     assert (await call.reply("D'accord, je vais essayer.")).phrase == "ask_verification"
