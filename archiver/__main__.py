@@ -35,4 +35,11 @@ async def run(cfg: ArchiverConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(runtime.main("archiver", ArchiverConfig.from_env, run))
+    sys.exit(
+        runtime.main(
+            "archiver",
+            ArchiverConfig.from_env,
+            run,
+            before_loop=lambda c: runtime.yield_cpu(c.nice),
+        )
+    )

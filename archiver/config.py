@@ -38,6 +38,7 @@ class ArchiverConfig:
     batch: int  # CALLS messages per fetch, written in one transaction
     retry_max_s: float  # longest pause between attempts while PostgreSQL is down
     metrics_port: int  # when run alone; 0: off
+    nice: int  # CPU priority below the call path's (events.runtime.yield_cpu)
     # voicebot archive
     archive_dir: Path
     bitrate: int  # bits/s
@@ -62,6 +63,7 @@ class ArchiverConfig:
             batch=env.get_int("ARCHIVER_BATCH", 256, environ, minimum=1),
             retry_max_s=env.get_float("ARCHIVER_RETRY_MAX_S", 5.0, environ, minimum=0.1),
             metrics_port=env.get_int("ARCHIVER_METRICS_PORT", 9096, environ, minimum=0),
+            nice=env.get_int("ARCHIVER_NICE", 10, environ, minimum=0),
             archive_dir=archive_dir if archive_dir.is_absolute() else PROJECT / archive_dir,
             bitrate=parse_bitrate(env.get_str("ARCHIVE_BITRATE", "64k", environ)),
             workers=env.get_int("ARCHIVE_WORKERS", 1, environ, minimum=1),

@@ -75,4 +75,8 @@ async def run(cfg: ConsoleConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(runtime.main("console", ConsoleConfig.from_env, run))
+    sys.exit(
+        runtime.main(
+            "console", ConsoleConfig.from_env, run, before_loop=lambda c: runtime.yield_cpu(c.nice)
+        )
+    )

@@ -21,6 +21,7 @@ class ConsoleConfig:
     host: str = LOOPBACK
     port: int = 8090
     metrics_port: int = 9097
+    nice: int = 10  # CPU priority below the call path's (events.runtime.yield_cpu)
     access: Access = field(default_factory=Access)
     workers: int = 1  # processes rendering audio (MP3 decoding, waveforms)
     max_clients: int = 50  # live streams served at once
@@ -57,6 +58,7 @@ class ConsoleConfig:
             host=host,
             port=env.get_int("CONSOLE_PORT", 8090, environ, minimum=0),
             metrics_port=env.get_int("CONSOLE_METRICS_PORT", 9097, environ, minimum=0),
+            nice=env.get_int("CONSOLE_NICE", 10, environ, minimum=0),
             access=access,
             workers=env.get_int("CONSOLE_WORKERS", 1, environ, minimum=1),
             max_clients=env.get_int("CONSOLE_MAX_CLIENTS", 50, environ, minimum=1),

@@ -201,6 +201,14 @@ def main(
     return EXIT_OK
 
 
+def yield_cpu(niceness: int) -> None:
+    """Run at a lower CPU priority (`nice`): for the services whose work may wait (the
+    archiver's projection, the console), so that on a busy machine the call path (STT, brain,
+    TTS) gets the CPU first. They catch up as soon as it is idle."""
+    if niceness > 0:
+        os.nice(niceness)
+
+
 PARENT_CHECK_S: Final = 1.0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,20 @@ async def projected_call(database_url: str, call_id: str, within_s: float = 5.0)
         await conn.close()
 
 
+def niceness_of_child(service: str) -> int:
+    """The CPU niceness of this process's child running `python -m <service>`."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            cmdline = (stat.parent / "cmdline").read_bytes().split(b"\0")
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        # After the command's name: state, ppid (index 1) ... nice (index 16).
+        if int(fields[1]) == os.getpid() and cmdline[1:3] == [b"-m", service.encode()]:
+            return int(fields[16])
+    raise AssertionError(f"no child process runs {service}")
+
+
 async def test_sample_dialog_end_to_end(
     nats_server: NatsServer, bus: Bus, database_url: str, tmp_path: Path
 ) -> None:
@@ -72,6 +87,9 @@ async def test_sample_dialog_end_to_end(
         elapsed = time.monotonic() - t0
         history = await bus.history(subjects.all_of(result.call_id))
         row = await projected_call(database_url, result.call_id)
+        # The archiver's work may wait: it yields the CPU to the call path.
+        nice = {s: niceness_of_child(s) for s in ("archiver", "brain", "stt_worker")}
+    assert nice == {"archiver": 10, "brain": 0, "stt_worker": 0}
     assert result.hung_up_by == "bot", out.getvalue()
     assert result.errors == [], out.getvalue()
     assert dg.heard == SAMPLE_LINES
