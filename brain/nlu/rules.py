@@ -71,6 +71,7 @@ LOUDER_WEAK = (
 # minutes", "quand je regarde une vidéo" describe a breakdown.
 WAIT = (
     "attendez", "attends", "un instant", "une seconde", "deux secondes", "une petite seconde",
+    "1 seconde", "2 secondes", "1 instant",  # as Whisper writes them
     "patientez", "ne quittez pas", "bougez pas", "je cherche", "je le cherche", "je la cherche",
     "je vais chercher", "laissez moi chercher", "laissez moi regarder", "je reviens",
     "pas sous la main",

@@ -275,6 +275,7 @@ CASES: list[tuple[str, str | None, str, dict[str, str]]] = [
     ("Un instant, je ne l'ai pas sous la main.", "identity", "wait", {}),
     ("Une seconde, je vérifie.", "yes_no", "wait", {}),
     ("Attendez, je débranche la box.", "ack", "wait", NET),
+    ("1 seconde, je le fais.", "ack", "wait", {}),
     ("Attendez, c'est le 06 12 34 56 78.", "identity", "inform", {"phone": "0612345678"}),
     ("Attendez, ça ne marche toujours pas.", "yes_no", "deny", {}),
     ("Attendez, ma box ne marche plus.", "problem", "internet", NET),
