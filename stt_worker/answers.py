@@ -28,7 +28,7 @@ CHOICES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
             "Oui.", "Oui, ça marche.", "Oui, merci.", "Tout à fait.", "Ouais.", "C'est bien ça.",
         ),
         # Without the "no" callers say most after "non" itself, a lone "Pas du tout." was
-        # scored against the "yes" phrasings only, and could come out as "D'accord.". Each
+        # scored against the "yes" phrasings only, and could come out as a yes. Each
         # phrasing costs scoring time: "toujours pas" is a known answer when the free decoding
         # hears it (`meanings`).
         "non": (
