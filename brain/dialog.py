@@ -679,12 +679,7 @@ class Dialog:
         if s.state == "SOLUTION":
             # "Attendez, je débranche la box": once the time is up, whether the fix worked.
             s = msgspec.structs.replace(
-                s,
-                state="VERIFICATION",
-                misunderstood=0,
-                dtmf_mode=False,
-                last_prompt="ask_verification",
-                last_prompt_is_text=False,
+                _to_verification(s), last_prompt="ask_verification", last_prompt_is_text=False
             )
         if self._third_time(s, "take_your_time"):
             s = msgspec.structs.replace(s, waiting=True)
@@ -836,8 +831,7 @@ class Dialog:
         return self._prompt(s, out, text=text)
 
     def _solution_ack(self, s: Snapshot, out: list[Action]) -> Snapshot:
-        s = msgspec.structs.replace(s, state="VERIFICATION", misunderstood=0, dtmf_mode=False)
-        return self._prompt(s, out, phrase="ask_verification")
+        return self._prompt(_to_verification(s), out, phrase="ask_verification")
 
     def _verification_answer(self, s: Snapshot, intent: str, out: list[Action]) -> Snapshot:
         if intent == "affirm":
@@ -947,6 +941,12 @@ class Dialog:
         if s.topic is not None:
             about += f", hors dépannage: {TOPIC_LABELS.get(s.topic, 'autre demande')}"
         return f"{who} ({about}): {why}. Solutions essayées: {tried}"
+
+
+def _to_verification(s: Snapshot) -> Snapshot:
+    """On to "does it work now?" after a fix, with the misunderstandings and keypad of the fix
+    left behind."""
+    return msgspec.structs.replace(s, state="VERIFICATION", misunderstood=0, dtmf_mode=False)
 
 
 def _intent_category(intent: str) -> str | None:
