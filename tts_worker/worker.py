@@ -41,9 +41,13 @@ from tts_worker.resample import AudioPool, PoolFailure, ResampleStream
 
 log = logging.getLogger("tts_worker")
 
-# An utterance starts playing once the edge holds EDGE_PREBUFFER_MS (40 ms by default): its
-# first message goes with that much, not a whole AUDIO_OUT_BATCH_MS batch.
-FIRST_MESSAGE_BYTES = 2 * FRAME_BYTES
+# An utterance's first message goes before a whole AUDIO_OUT_BATCH_MS batch is there, with
+# 80 ms: more than the EDGE_PREBUFFER_MS (40 ms) the edge waits for before it plays, because
+# the next message comes one provider chunk later (100 ms streamed at about 3x real time:
+# 33 ms), and with only 40 ms queued, a TTS worker or NATS 10 ms late under load ran the edge
+# dry on the utterance's third frame (most under-runs at 200 calls). 80 ms still fits in the
+# first 100 ms chunk (1,568 B resampled), so the first message leaves no later.
+FIRST_MESSAGE_BYTES = 4 * FRAME_BYTES
 
 
 class NativeVoice(Protocol):

@@ -18,7 +18,7 @@ from events.claims import Claim
 from tts_worker.config import TtsConfig
 from tts_worker.frames import pad_to_frames
 from tts_worker.resample import AudioPool
-from tts_worker.worker import CallSpeech, TtsWorker
+from tts_worker.worker import FIRST_MESSAGE_BYTES, CallSpeech, TtsWorker
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -125,9 +125,9 @@ def check_messages(messages: list[AudioOut], batch: int = 5 * FRAME_BYTES) -> No
     assert [m.last for m in messages] == [False] * (len(messages) - 1) + [True]
     for m in messages:
         assert len(m.pcm) % FRAME_BYTES == 0 and len(m.pcm) > 0
-    # The first may be shorter: it goes once the edge's prebuffer (2 frames) is there.
+    # The first may be shorter: it goes once FIRST_MESSAGE_BYTES (4 frames) are there.
     assert all(len(m.pcm) == batch for m in messages[1:-1])
-    assert len(messages) == 1 or 2 * FRAME_BYTES <= len(messages[0].pcm) <= batch
+    assert len(messages) == 1 or FIRST_MESSAGE_BYTES <= len(messages[0].pcm) <= batch
 
 
 async def test_cached_phrase_costs_no_provider_call(

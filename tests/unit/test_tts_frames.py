@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from events.audio import FRAME_BYTES, SILENCE
 from tts_worker.frames import Packer, batch_bytes, frames_of, messages_of, pad_to_frames
+from tts_worker.providers.openai import _CHUNK, OPENAI_RATE_HZ
+from tts_worker.resample import new_resampler, resample_chunk
+from tts_worker.worker import FIRST_MESSAGE_BYTES
 
 
 def test_pad_to_frames_adds_silence_up_to_a_whole_frame() -> None:
@@ -98,6 +102,18 @@ def test_message_boundaries_do_not_depend_on_the_providers_chunks(seed: int) -> 
         return [*messages, packer.finish()]
 
     assert rendition() == rendition()
+
+
+def test_a_streamed_answer_starts_with_80_ms_from_the_providers_first_chunk() -> None:
+    # The edge plays from 40 ms queued; the second message comes a provider chunk (33 ms at 3x
+    # real time) later. The first message must hold more than both, and still leave with the
+    # first chunk: a bigger one would wait for the second (the resampler keeps some back).
+    assert FIRST_MESSAGE_BYTES >= 4 * FRAME_BYTES
+    t = np.arange(_CHUNK // 2) / OPENAI_RATE_HZ
+    chunk = (8000 * np.sin(2 * np.pi * 440 * t)).astype("<i2").tobytes()
+    packer = Packer(batch_bytes(100), first=FIRST_MESSAGE_BYTES)
+    first = packer.push(resample_chunk(new_resampler(), chunk, OPENAI_RATE_HZ))
+    assert [len(m) for m in first] == [FIRST_MESSAGE_BYTES]
 
 
 def test_a_first_message_that_would_leave_nothing_for_last_keeps_a_frame() -> None:
