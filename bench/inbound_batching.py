@@ -125,7 +125,7 @@ def run(make_rule: Callable[[], Rule]) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     n = len(lines())
