@@ -15,8 +15,9 @@ crosscheck  the built-in load caller (`voicebot call --calls N`, SCHED_RR 20) be
 cloud       bench/loopback_providers.py (Deepgram final 300 ms after the end of speech, LLM
             150 ms, speech first audio 200 ms) and `voicebot up` with them; `voicebot call
             --calls N --keyed` speaks the sample dialog (5 lines, the bot's answers: 4 cached
-            phrases, 1 synthesized text), the calls connecting at 10 a second. 1 call first
-            (the baseline: the pipeline unloaded), then each N: turn latency and
+            phrases, 1 synthesized text), the calls connecting at 10 a second.
+            --baseline-calls (5) first (the baseline: the pipeline unloaded, 25 turns where
+            one call's 5 swung its p50 from 24 to 54 ms), then each N: turn latency and
             pipeline-added latency (turn latency minus the providers' own delays), under-runs
             (the edge's counter), dropped calls, CPU per call of each process, NATS messages
             per second, memory per call. TTS_LRU_SIZE=0: every synthesized answer pays the
@@ -576,11 +577,11 @@ def part_cloud(args: argparse.Namespace, out: dict[str, Any]) -> None:
         rows = out.setdefault("cloud", [])
         with running_up("cloud", {**cloud, **args.up_env}) as system:
             system.bench["loopbacks"] = loopbacks.pid
-            for calls in [1, *args.cloud_calls]:
+            for calls in [args.baseline_calls, *args.cloud_calls]:
                 settle(system)
                 time.sleep(2)
                 profiler = None
-                if args.profile and calls > 1:
+                if args.profile and calls > args.baseline_calls:
                     profiler = Profiler(args.profile / str(calls), args.profile_seconds)
                 row = cloud_run(system, calls, args.cloud_seconds, profiler)
                 rows.append(row)
@@ -689,6 +690,9 @@ def main() -> None:
     parser.add_argument("--pacing-calls", default="20,100,200")
     parser.add_argument("--cloud-calls", default="100,200")
     parser.add_argument("--crosscheck-calls", type=int, default=200)
+    parser.add_argument(
+        "--baseline-calls", type=int, default=5, help="the cloud part's unloaded baseline"
+    )
     parser.add_argument("--seconds", type=float, default=11.0, help="pacing window")
     parser.add_argument(
         "--cloud-seconds", type=float, default=36.0, help="speaking calls' run after the ramp"

@@ -138,6 +138,13 @@ def _load_arguments(call: argparse.ArgumentParser) -> None:
         "--ramp", type=float, default=0.0, help="spread the connections over R seconds"
     )
     load.add_argument(
+        "--phases",
+        type=int,
+        default=4,
+        help="the calls' 20 ms clocks spread over P offsets, as an Asterisk's channels are "
+        "(1: every call on one clock)",
+    )
+    load.add_argument(
         "--warmup", type=float, default=1.0, help="pacing is measured after W seconds"
     )
     load.add_argument(

@@ -3,9 +3,14 @@
 Each call connects (all together, or spread over `--ramp` seconds), sends its UUID, then one
 320-byte slin frame every 20 ms for the whole call (silence between its lines), speaks the
 script's lines when the bot's turn is over, sends DTMF as kind 0x03 and hangs up by closing TCP.
-One timer drives every call (absolute 20 ms deadlines, missed ticks skipped rather than burst);
-no call has a task or a sleep of its own, so at 200 calls the caller's own loop stays light
-(its tick lateness is measured and printed with the figures).
+One timer drives every call (absolute deadlines, missed ticks skipped rather than burst); no
+call has a task or a sleep of its own, so at 200 calls the caller's own loop stays light (its
+tick lateness is measured and printed with the figures). The calls' 20 ms clocks are spread over
+`phases` offsets (the timer fires every 20/phases ms and sends the frames of one group): the
+channels of an Asterisk are not in step with one another nor with the edge's ticker. With every
+call on one clock, a run measured a single offset between the caller's frames and the edge's,
+and turn latency, which moves on the edge's 20 ms grid, shifted by up to 20 ms from one run to
+the next.
 
 Each received audio frame is stamped (time.monotonic(), at the read that completed it, as
 bench/loadcaller.c does) for the pacing figures, and its level decides whether the bot is
@@ -26,7 +31,6 @@ from typing import cast
 import numpy as np
 
 from edge import framing
-from edge.pacer import next_deadline
 from events.audio import SILENCE
 from voicebot.caller import BOT_RUN_JOIN_S, Line, TurnTiming, turn_timings
 from voicebot.load_figures import CallPacing, call_pacing
@@ -51,6 +55,7 @@ class LoadOptions:
     turn_timeout_s: float = 30.0
     voice_dbfs: float = -45.0  # a bot frame louder than this is speech
     connect_timeout_s: float = 5.0
+    phases: int = 4  # call clocks spread over this many offsets of the 20 ms period
 
     def __post_init__(self) -> None:
         if self.calls < 1:
@@ -61,6 +66,8 @@ class LoadOptions:
             )
         if self.ramp_s < 0:
             raise ValueError("--ramp must not be negative")
+        if not 1 <= self.phases <= 20:
+            raise ValueError(f"--phases must be 1 to 20 (ms apart at most 20), got {self.phases}")
 
 
 @dataclass
@@ -81,10 +88,13 @@ class LegResult:
 class Leg(asyncio.Protocol):
     """One call: a small state machine the shared ticker advances, and a frame parser."""
 
-    def __init__(self, run: LoadRun, call_id: str, steps: Sequence[PreparedStep]) -> None:
+    def __init__(
+        self, run: LoadRun, call_id: str, steps: Sequence[PreparedStep], phase: int = 0
+    ) -> None:
         self.run = run
         self.opts = run.opts
         self.call_id = call_id
+        self.phase = phase  # which of the timer's groups sends this call's frames
         self.steps = list(steps)
         self.transport: asyncio.Transport | None = None
         self.t0 = 0.0  # monotonic at connect: the clock of lines and bot stretches
@@ -347,16 +357,19 @@ class LoadRun:
         self.opts = opts
         ids = list(call_ids or [])
         ids += [str(uuid.uuid4()) for _ in range(opts.calls - len(ids))]
-        self.legs = [Leg(self, call_id, steps) for call_id in ids[: opts.calls]]
-        self._live: dict[int, Leg] = {}
+        self.legs = [
+            Leg(self, call_id, steps, phase=i % opts.phases)
+            for i, call_id in enumerate(ids[: opts.calls])
+        ]
+        self._live: list[dict[int, Leg]] = [{} for _ in range(opts.phases)]
         self._tick_lateness: list[float] = []
         self._w0 = self._w1 = 0.0
 
     def joined(self, leg: Leg) -> None:
-        self._live[id(leg)] = leg
+        self._live[leg.phase][id(leg)] = leg
 
     def left(self, leg: Leg) -> None:
-        self._live.pop(id(leg), None)
+        self._live[leg.phase].pop(id(leg), None)
 
     async def run(self) -> RunResult:
         loop = asyncio.get_running_loop()
@@ -364,7 +377,7 @@ class LoadRun:
         t0 = time.monotonic()
         self._w0 = t0 + opts.ramp_s + opts.warmup_s
         self._w1 = t0 + opts.ramp_s + opts.duration_s
-        ticker = _Ticker(loop, t0, self._tick)
+        ticker = _Ticker(loop, t0, self._tick, phases=opts.phases)
         connects = [
             asyncio.create_task(self._connect(leg, t0 + i * opts.ramp_s / opts.calls))
             for i, leg in enumerate(self.legs)
@@ -377,7 +390,7 @@ class LoadRun:
             ticker.stop()
             for task in connects:
                 task.cancel()
-            for leg in list(self._live.values()):
+            for leg in [leg for group in self._live for leg in group.values()]:
                 leg.hang_up("held", "the run ended")
             await asyncio.sleep(0.05)  # let connection_lost callbacks run
         return RunResult(
@@ -398,25 +411,31 @@ class LoadRun:
             leg.outcome, leg.reason = "dropped", f"connect: {e!r}"
             leg.errors.append(leg.reason)
 
-    def _tick(self, now: float, lateness: float) -> None:
+    def _tick(self, now: float, lateness: float, phase: int) -> None:
         if self._w0 <= now < self._w1:
             self._tick_lateness.append(lateness)
-        for leg in list(self._live.values()):
+        for leg in list(self._live[phase].values()):
             leg.tick(now)
 
 
 class _Ticker:
-    """One timer for every call: absolute deadlines on time.monotonic()'s clock; a tick run
-    late by more than a period skips the ones it missed (no burst), as the edge's does."""
+    """One timer for every call: absolute deadlines on time.monotonic()'s clock, every
+    20/`phases` ms, each tick for the next phase's calls; run a whole 20 ms period late, it
+    skips the rounds it missed (no burst), as the edge's does."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         t0: float,
-        on_tick: Callable[[float, float], None],
+        on_tick: Callable[[float, float, int], None],
+        *,
+        phases: int = 1,
     ) -> None:
         self.loop = loop
-        self.deadline = t0 + PERIOD_S
+        self.phases = phases
+        self.period = PERIOD_S / phases
+        self.deadline = t0 + self.period
+        self.phase = 0
         self.on_tick = on_tick
         self.skipped = 0
         self._handle: asyncio.TimerHandle | None = None
@@ -434,7 +453,14 @@ class _Ticker:
 
     def _fire(self) -> None:
         now = time.monotonic()
-        self.on_tick(now, now - self.deadline)
-        self.deadline, skipped = next_deadline(self.deadline, time.monotonic(), PERIOD_S)
-        self.skipped += skipped
+        self.on_tick(now, now - self.deadline, self.phase)
+        self.deadline += self.period
+        self.phase = (self.phase + 1) % self.phases
+        # A group's tick a little late runs at once (the next timer fires immediately); a
+        # whole 20 ms round behind, every group skips it (no burst), as the edge's does.
+        behind = time.monotonic() - self.deadline
+        if behind >= PERIOD_S:
+            rounds = int(behind // PERIOD_S)
+            self.deadline += rounds * PERIOD_S
+            self.skipped += rounds
         self._handle = self.loop.call_at(self.deadline + self._offset, self._fire)

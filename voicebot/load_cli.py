@@ -45,6 +45,7 @@ async def load_call(
             calls=args.calls,
             duration_s=args.duration,
             ramp_s=args.ramp,
+            phases=args.phases,
             warmup_s=args.warmup,
             turn_timeout_s=args.timeout,
         )

@@ -44,6 +44,7 @@ class Leg(asyncio.Protocol):
         self.heard_voice = False
         self.quiet = 0
         self.answered = 0
+        self.arrivals: list[float] = []  # loop time of each audio message
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -53,9 +54,11 @@ class Leg(asyncio.Protocol):
             if msg.kind == Kind.UUID:
                 self.call_id = str(uuid.UUID(bytes=msg.payload))
                 self.server.legs.add(self)
+                self.server.all_legs.append(self)
                 if self.call_id == self.server.drop:
                     asyncio.get_running_loop().call_later(1.0, self._drop)
                 continue
+            self.arrivals.append(asyncio.get_running_loop().time())
             loud = np.abs(np.frombuffer(msg.payload, "<i2")).max() > 1000
             if loud:
                 self.heard_voice, self.quiet = True, 0
@@ -89,7 +92,10 @@ class Leg(asyncio.Protocol):
 class TrivialServer:
     def __init__(self, drop: str) -> None:
         self.legs: set[Leg] = set()
+        self.all_legs: list[Leg] = []
         self.drop = drop
+
+    port = 0
 
     async def start(self) -> int:
         loop = asyncio.get_running_loop()
@@ -113,14 +119,18 @@ class TrivialServer:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[tuple[int, str]]:
-    drop = str(uuid.uuid4())
-    s = TrivialServer(drop)
-    port = await s.start()
+async def trivial() -> AsyncIterator[TrivialServer]:
+    s = TrivialServer(str(uuid.uuid4()))
+    s.port = await s.start()
     try:
-        yield port, drop
+        yield s
     finally:
         s.close()
+
+
+@pytest.fixture
+async def server(trivial: TrivialServer) -> tuple[int, str]:
+    return trivial.port, trivial.drop
 
 
 @pytest.mark.timeout(30)
@@ -151,3 +161,24 @@ async def test_turns_pacing_and_outcomes_as_the_server_made_them(
     assert figs["turn_latency_ms"]["turns"] == 18
     assert figs["welcome_ms"]["turns"] == 10
     assert figs["caller_tick"]["lateness_p99_ms"] is not None
+
+
+def _clock_offsets_ms(server: TrivialServer) -> list[int]:
+    """Each call's frame clock against the first call's, in 5 ms steps (0-3): the median
+    offset of its frames' arrivals within the 20 ms period."""
+    phases = [float(np.median(np.mod(leg.arrivals, 0.02))) for leg in server.all_legs]
+    return sorted(round(((p - phases[0]) % 0.02) / 0.005) % 4 for p in phases)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(("phases", "offsets"), [(4, [0, 0, 1, 1, 2, 2, 3, 3]), (1, [0] * 8)])
+async def test_the_calls_clocks_are_spread_over_the_frame_period(
+    trivial: TrivialServer, phases: int, offsets: list[int]
+) -> None:
+    # Asterisk's channels are not in step: with one clock for all calls, every turn of a run
+    # met the edge's 20 ms grid at the same offset.
+    steps = prepare([Step("wait", "5")], synth=None, keyed=True)
+    opts = LoadOptions(port=trivial.port, calls=8, duration_s=2.0, phases=phases)
+    await LoadRun(opts, steps).run()
+    assert len(trivial.all_legs) == 8 and all(len(leg.arrivals) > 50 for leg in trivial.all_legs)
+    assert _clock_offsets_ms(trivial) == offsets
