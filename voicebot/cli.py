@@ -519,16 +519,28 @@ async def _trace(call_id: str) -> None:
     from events import schemas, streams
     from events.bus import Bus
     from events.phrases import PHRASES
-    from events.tail import NEW
+    from events.tail import ALL
+    from voicebot.load_follow import connect_once
 
     url = env.get_str("NATS_URL", "nats://127.0.0.1:4222")
+    login = Login.from_env("tracer")
     try:
-        bus = await Bus.connect(url, "call", login=Login.from_env("tracer"), connect_timeout=2)
-    except Exception:
-        print(f"(no NATS at {url}: only audio is shown)")
+        # Once, quietly: with NATS down or the login refused, the bus would retry all call
+        # long and warn every 250 ms over the dialog being printed.
+        await (await connect_once(url, login, "voicebot-call-probe")).close()
+        bus = await Bus.connect(url, "call", login=login, connect_timeout=2)
+    except Exception as e:
+        hint = ""
+        if "authorization" in str(e).lower():
+            hint = (
+                ". The tracer's password is NATS_TRACER_PASSWORD, from the server's .env or "
+                "$VOICEBOT_DATA_DIR/secrets.env"
+            )
+        print(f"(cannot read NATS at {url}: {e}; only audio is shown{hint})")
         return
     try:
-        async with bus.tail(streams.CALLS, [f"call.{call_id}.>"], start=NEW, name="call") as tail:
+        # From the call's first event: the check above may take longer than the welcome.
+        async with bus.tail(streams.CALLS, [f"call.{call_id}.>"], start=ALL, name="call") as tail:
             async for msg in tail:
                 env_ = bus.decode(msg)
                 if env_ is None:

@@ -23,6 +23,7 @@ from events.bus import Bus
 from events.streams import ensure_streams
 from tts_worker.providers.espeak import synthesize_8k
 from voicebot.caller import Caller, parse_script
+from voicebot.load_follow import connect_once
 from voicebot.servers import NatsServer, free_port
 
 pytestmark = [pytest.mark.integration]
@@ -245,3 +246,18 @@ async def test_a_call_under_production_permissions_fills_the_dashboard(
     assert re.search(r"voicebot_brain_answer_seconds_count [1-9]", scrapes["BRAIN_METRICS_PORT"])
     brain = scrapes["BRAIN_METRICS_PORT"]
     assert re.search(r'voicebot_nats_connected\{service="brain"\} 1\.0', brain)
+
+
+@pytest.mark.timeout(30)
+async def test_a_test_caller_refused_by_nats_hears_why_at_once(secured_nats: NatsServer) -> None:
+    # `voicebot call` from a checkout without the server's passwords: one quiet attempt, not
+    # a warning every 250 ms for the whole call.
+    wrong = Login(user="tracer", password="not-the-password")
+    started = time.monotonic()
+    with pytest.raises(Exception, match="Authorization Violation"):
+        await connect_once(secured_nats.url, wrong, "voicebot-call-probe")
+    assert time.monotonic() - started < 3.5
+    nc = await connect_once(secured_nats.url, Login.from_env("tracer"), "voicebot-call-probe")
+    await nc.close()
+    with pytest.raises(ConnectionRefusedError, match="nothing listens"):
+        await connect_once(f"nats://127.0.0.1:{free_port()}", wrong, "voicebot-call-probe")
