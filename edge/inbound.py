@@ -11,8 +11,9 @@ except when the recogniser is deciding something and a batch would make it wait:
   Deepgram's endpointing at 300 ms and its utterance end at 1 s), and the answer to the caller
   waits for that decision. Before 120 ms nothing is decided: a pause between words of a line
   went frame by frame for a whole second before, which with real speech (not a test tone) was
-  most of the line (36 messages a second against 27, `assets/sample_call` and the number
-  fixtures). The batch that holds the line's last frames goes at 120 ms.
+  most of the line (36 messages a second against 27 for recorded French lines:
+  `python -m bench inbound_batching`). The batch that holds the line's last frames goes at
+  120 ms.
 
 A batch the caller stopped feeding (Asterisk sends nothing while the caller's side is silent)
 goes after `max_age_ticks` ticks. Pure: no clock, no I/O; the call stamps what it adds.
