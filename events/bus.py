@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -243,20 +243,25 @@ class Bus:
 
     async def replay(
         self,
-        subject: str,
+        subject: str | Sequence[str],
         *,
         stream: str = streams.CALLS,
         follow: bool = True,
         start_seq: int | None = None,
     ) -> AsyncIterator[Envelope]:
-        """Every stored message of `subject` in order, then (if `follow`) new ones live, across
-        NATS restarts. Undecodable messages are counted and skipped."""
+        """Every stored message of `subject` (or of several subjects, interleaved as stored) in
+        order, then (if `follow`) new ones live, across NATS restarts. Undecodable messages are
+        counted and skipped."""
+        wanted = [subject] if isinstance(subject, str) else list(subject)
         if not follow:
-            info = await self.js.stream_info(stream, subjects_filter=subject)
-            if not info.state.subjects:
+            for one in wanted:
+                info = await self.js.stream_info(stream, subjects_filter=one)
+                if info.state.subjects:
+                    break
+            else:
                 return
         start = ALL if start_seq is None else Start.at_seq(start_seq)
-        async with self.tail(stream, [subject], start=start) as tail:
+        async with self.tail(stream, wanted, start=start) as tail:
             if not follow and tail.pending_at_start == 0 and tail.backlog == 0:
                 return
             while True:
@@ -278,8 +283,8 @@ class Bus:
             while True:
                 yield await tail.get()
 
-    async def history(self, subject: str) -> list[Envelope]:
-        """Everything stored so far for a subject (no follow)."""
+    async def history(self, subject: str | Sequence[str]) -> list[Envelope]:
+        """Everything stored so far for a subject, or several (no follow)."""
         return [env async for env in self.replay(subject, follow=False)]
 
     async def call_ended(self, call_id: str) -> bool:

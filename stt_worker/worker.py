@@ -5,8 +5,8 @@ The owner reads the call's `audio.in` from the AUDIO stream, feeds the provider,
 what it hears on `call.<id>.transcript` with a per-call monotonic `seq` and its claim epoch (the
 `Nats-Msg-Id` is `<id>:stt:<epoch>:<seq>`, so a retried publish is stored once, and a stale
 owner's transcripts never collide with the new owner's). A takeover resumes after the last
-transcript the dead owner published and re-reads the audio from there; a `gap` is published
-first only if the stream no longer holds part of that audio.
+transcript of the dead owner that receivers took and re-reads the audio from there; a `gap` is
+published first only if the stream no longer holds part of that audio.
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from nats.js.errors import NotFoundError
-
 from events import audio, codec, schemas, streams, subjects
 from events.bus import Bus
 from events.claims import CallClaims, Claim
+from events.fence import Fence
 from stt_worker import metrics
 from stt_worker.config import SttConfig
 from stt_worker.follow import ExpectationTracker
@@ -115,6 +114,28 @@ def resume_point(last: Any) -> float:
             return 0.0
 
 
+def last_accepted(history: list[Any]) -> tuple[schemas.Transcript | None, int]:
+    """The last transcript that receivers took, and the seq to go on from.
+
+    Receivers (the brain) drop a transcript from an older epoch than the newest `stt_worker`
+    claim stored before it (events/fence.py). A dead owner can still have its last words stored
+    after our claim (a publish retried through a NATS leader election): those are dropped, so
+    they cover nothing. Resuming after them instead left a line, or a `gap` that should have
+    made the bot ask to repeat, unheard by anyone."""
+    fence = Fence()
+    last: schemas.Transcript | None = None
+    seq = 0
+    for event in history:
+        match event:
+            case schemas.Claimed(service="stt_worker", epoch=epoch):
+                fence.claimed("stt_worker", epoch)
+            case schemas.Transcript(epoch=epoch) as transcript:
+                seq = max(seq, transcript.seq + 1)  # seqs are never reused, dropped or not
+                if fence.allows("stt_worker", epoch):
+                    last = transcript
+    return last, seq
+
+
 class CallTranscriber:
     """One call, from claim to the end of its audio."""
 
@@ -162,19 +183,16 @@ class CallTranscriber:
         log.info("[%s] transcription ended after %d events", self.cid, self.seq)
 
     async def _prepare(self) -> float | None:
-        """Seq and audio start: from the beginning, or after the dead owner's last transcript."""
+        """Seq and audio start: from the beginning, or after the last transcript of the dead
+        owner that receivers took (see `last_accepted`)."""
         if not self.takeover:
             return None
         metrics.TAKEOVERS.inc()
-        try:
-            raw = await self.bus.js.get_last_msg(streams.CALLS, subjects.transcript(self.cid))
-            last = codec.decode_subject(raw.subject or "", raw.data or b"")
-            self.seq = int(last.seq) + 1
-            self.resume_from = self.covered_to = resume_point(last)
-        except NotFoundError:
-            pass
-        except codec.BadMessage as e:
-            log.warning("[%s] last transcript undecodable (%s): resuming from 0", self.cid, e)
+        history = await self.bus.history(
+            [subjects.transcript(self.cid), subjects.event(self.cid, "claimed")]
+        )
+        last, self.seq = last_accepted([env.event for env in history])
+        self.resume_from = self.covered_to = resume_point(last)
         # The AUDIO stream is searched by the time NATS stored a message, not by audio time:
         # re-read a bounded stretch and skip by audio time what the dead owner transcribed.
         return max(self.started.ts, time.time() - self.config.takeover_rewind_s)
@@ -350,7 +368,7 @@ class CallTranscriber:
 
     async def _publish_gap(self, from_s: float, to_s: float, reason: str) -> None:
         gap = schemas.Gap(**self._common(), from_s=from_s, to_s=max(from_s, to_s), reason=reason)
-        log.info("[%s] takeover gap %.2f-%.2f s", self.cid, gap.from_s, gap.to_s)
+        log.info("[%s] %s gap %.2f-%.2f s", self.cid, reason, gap.from_s, gap.to_s)
         await self._publish(gap)
 
     async def _publish(self, event: schemas.Transcript) -> None:

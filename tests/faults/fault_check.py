@@ -31,6 +31,10 @@ from events.bus import Bus
 from events.tail import StreamTail
 
 ANSWERING = ("transcript", "dtmf")
+TIMELINE_FIELDS = (
+    "epoch", "service", "trigger", "state_from", "state_to", "phrase", "text", "from_s", "to_s",
+    "reason",
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,16 @@ class CallRecord:
     def lost_audio_gaps(self) -> list[schemas.Gap]:
         """Stretches of caller audio the STT worker said never reached the stream."""
         return [g for g in self.of(schemas.Gap) if g.reason == "audio_lost"]
+
+    def timeline(self) -> str:
+        """One line per stored message but audio (seq, kind, what it says): a failed check's
+        explanation."""
+        lines = []
+        for m in self.messages:
+            said = {k: getattr(m.event, k, None) for k in TIMELINE_FIELDS}
+            what = " ".join(f"{k}={v!r}" for k, v in said.items() if v not in (None, ""))
+            lines.append(f"{m.seq} {m.kind} {type(m.event).__name__} {what}")
+        return "\n".join(lines)
 
     def ended(self) -> schemas.Ended | None:
         ended = self.of(schemas.Ended)

@@ -136,4 +136,4 @@ def test_caller_audio_lost_in_the_election_is_reported_and_the_bot_asks_again(
     # lost message held at least one 20 ms frame whatever AUDIO_IN_BATCH_MS is.
     covered = sum(g.to_s - g.from_s for g in gaps)
     assert gaps and covered >= lost * 0.020 - 0.05, (lost, gaps)
-    assert "repeat" in record.says()
+    assert "repeat" in record.says(), record.timeline()

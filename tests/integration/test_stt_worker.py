@@ -18,7 +18,7 @@ from events.env import ConfigError
 from stt_worker import answers, model_store
 from stt_worker.config import SttConfig
 from stt_worker.providers.base import Heard, ProviderTimeout
-from stt_worker.worker import CallTranscriber, SttWorker, Timeline, resume_point
+from stt_worker.worker import CallTranscriber, SttWorker, Timeline, last_accepted, resume_point
 from voicebot.servers import NatsServer
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "stt"
@@ -55,6 +55,23 @@ def test_resume_point_after_the_dead_owners_last_transcript() -> None:
     assert resume_point(schemas.Final(**base, text="oui", end=3.0)) == 3.0
     assert resume_point(schemas.SpeechStarted(**base, at=5.5)) == 5.5  # unfinished: redo it
     assert resume_point(None) == 0.0
+
+
+def test_a_takeover_resumes_after_the_last_transcript_receivers_took() -> None:
+    base: dict[str, Any] = {"call_id": "c", "ts": 0.0}
+
+    def claimed(service: str, epoch: int) -> schemas.Claimed:
+        return schemas.Claimed(**base, epoch=epoch, service=service, instance="i")
+
+    heard = schemas.Final(**base, epoch=1, seq=0, text="Pierre Dupont", end=3.0)
+    # The dead owner's gap, retried through an election, stored after the new owner's claim:
+    # the brain drops it, so it covers nothing (a brain claim does not fence the STT).
+    stale = schemas.Gap(**base, epoch=1, seq=1, from_s=4.0, to_s=9.5, reason="audio_lost")
+    history = [heard, claimed("brain", 2), claimed("stt_worker", 2), stale]
+    assert last_accepted(history) == (heard, 2)
+    # Stored before the claim, the same gap was taken: the new owner goes on after it.
+    assert last_accepted([heard, stale, claimed("stt_worker", 2)]) == (stale, 2)
+    assert last_accepted([claimed("stt_worker", 1)]) == (None, 0)
 
 
 def test_config_picks_deepgram_only_with_a_key_and_names_bad_variables() -> None:
@@ -285,6 +302,52 @@ async def test_caller_audio_that_never_reached_the_stream_is_a_gap(bus: Bus) -> 
         assert lost.reason == "audio_lost"
         assert (lost.from_s, lost.to_s) == (pytest.approx(0.6), pytest.approx(2.1))
         assert len(finals(await transcripts(bus, cid))) >= 3  # the audio around it still heard
+        await end_call(bus, cid)
+        await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
+
+
+@pytest.mark.integration
+@pytest.mark.timeout(30)
+async def test_a_gap_the_dead_owner_reported_too_late_is_reported_again(bus: Bus) -> None:
+    """The owner saw caller audio missing while NATS elected a leader and published a `gap`;
+    the publish was retried until the election ended, and meanwhile another instance claimed
+    the call. Stored after that claim, the gap is dropped by the brain as stale: the new owner
+    must see the missing audio itself and say so, or the bot never asks the caller to repeat."""
+    cid, now = await start_call(bus)
+    started = schemas.Started(call_id=cid, ts=now)
+    audio_t, seq = await send_audio(bus, cid, bytes(3200 * 15), 0.0, 0)  # 0.0 - 3.0 s
+    await send_audio(bus, cid, bytes(3200 * 5), audio_t + 4.0, seq + 40)  # 3.0 - 7.0 s lost
+    common: dict[str, Any] = {"call_id": cid, "ts": time.time()}
+    for subject, event in [
+        (subjects.transcript(cid), schemas.Final(**common, epoch=1, seq=0, text="allo", end=2.0)),
+        (
+            subjects.event(cid, "claimed"),
+            schemas.Claimed(**common, epoch=2, service="stt_worker", instance="new", takeover=True),
+        ),
+        (
+            subjects.transcript(cid),
+            schemas.Gap(**common, epoch=1, seq=1, from_s=3.0, to_s=7.0, reason="audio_lost"),
+        ),
+    ]:
+        await bus.publish(subject, event)
+    call = CallTranscriber(
+        bus, EchoProvider(), SttConfig(), Claim(started=started, epoch=2, takeover=True)
+    )
+    task = asyncio.create_task(call.run())
+    try:
+
+        async def own_gap() -> list[schemas.Gap]:
+            gaps = [e for e in await transcripts(bus, cid) if isinstance(e, schemas.Gap)]
+            return [g for g in gaps if g.epoch == 2]
+
+        [gap] = await until(own_gap, 10, "the new owner's gap")
+        assert gap.reason == "audio_lost"
+        assert (gap.from_s, gap.to_s) == (pytest.approx(3.0), pytest.approx(7.0))
+        assert gap.seq >= 2  # after every seq the dead owner used
+        # It went on after the last transcript taken (2.0 s), not after the dropped gap.
+        assert call.resume_from == pytest.approx(2.0)
         await end_call(bus, cid)
         await asyncio.wait_for(task, 10)
     finally:
