@@ -153,6 +153,14 @@ BENCHES = (
         "archiver: CPU per CALLS message when calls are long (364 events each)",
     ),
     Bench(
+        "inbound_batching",
+        "inbound_batching.py",
+        ("--json", JSON_ARG),
+        "audio.in messages a second for recorded French lines: the edge's tail window vs the "
+        "previous rule and one message a frame, and how late the frames the recognisers decide "
+        "on are held",
+    ),
+    Bench(
         "failover",
         "failover.py",
         ("--kills", "5", "--json", JSON_ARG),

@@ -22,7 +22,7 @@ import msgspec
 
 from edge import metrics
 from edge.framing import HANGUP_MESSAGE, SAMPLE_RATES, SLIN_HEADER_320, Kind, Message
-from edge.inbound import Batch, InboundBatcher
+from edge.inbound import TAIL_FROM_S, Batch, InboundBatcher
 from edge.playout import Notice, Playout
 from edge.resample import ToPipelineRate
 from edge.silence_guard import GuardPolicy, SilenceGuard
@@ -113,6 +113,8 @@ class Call:
         self._inbound = InboundBatcher(
             cfg.audio_in_batch_ms * audio.FRAME_BYTES // audio.FRAME_MS,
             max_age_ticks=cfg.audio_in_batch_ms // audio.FRAME_MS + 1,
+            # The tail starts while the VAD still calls it speech (its hang-over).
+            tail_from_s=min(TAIL_FROM_S, cfg.vad_hangover_ms / 1000),
         )
         self._dtmf_seq = 0
         self._bargeins = 0
@@ -224,7 +226,7 @@ class Call:
             capture_ts=time.time(),
             audio_t=audio_t,
             onset=change == "onset",
-            quiet_after_speech=was_speaking and not self._vad.loud,
+            quiet_after_speech_s=self._vad.quiet_s if was_speaking else 0.0,
         )
         if batch is not None:
             self._publish_batch(batch)

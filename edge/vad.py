@@ -45,6 +45,11 @@ class EnergyVad:
         self._loud_s = 0.0
         self._quiet_s = 0.0
 
+    @property
+    def quiet_s(self) -> float:
+        """How long the audio has been below the threshold (0 after a loud chunk)."""
+        return self._quiet_s
+
     def feed(self, pcm: bytes, sample_rate: int = 8000) -> Change | None:
         duration = len(pcm) / 2 / sample_rate
         self.loud = level_dbfs(pcm) >= self.threshold_dbfs
