@@ -162,10 +162,10 @@ class CallTranscriber:
     async def run(self) -> None:
         start_time = await self._prepare()
         log.info(
-            "[%s] transcribing (provider %s, takeover %s)",
+            "[%s] transcribing (provider %s%s)",
             self.cid,
             self.provider.name,
-            self.takeover,
+            f", takeover from {self.resume_from:.2f} s, seq {self.seq}" if self.takeover else "",
         )
         watcher = asyncio.create_task(self._follow_call(), name=f"stt-follow-{self.cid}")
         pump = asyncio.create_task(self._pump_audio(start_time), name=f"stt-audio-{self.cid}")
