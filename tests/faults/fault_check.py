@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -195,9 +196,8 @@ class CallRecord:
         for service in ("stt_worker", "brain", "tts_worker"):
             if not self.claims(service):
                 problems.append(f"no {service} claim")
-        seqs = [t.seq for t in self.of(schemas.Transcript)]
-        if sorted(seqs) != list(range(len(seqs))):
-            problems.append(f"transcript seqs have holes or repeats: {sorted(seqs)}")
+        if problem := _seq_problem(self.of(schemas.Transcript)):
+            problems.append(f"transcript seqs {problem}")
         return problems
 
     def double_audio(self, heard: CallerResult) -> list[str]:
@@ -276,6 +276,30 @@ def _meaning(m: Stored) -> tuple[Any, ...] | None:
             return (m.kind, u, codec.tag_of(m.event))
         case schemas.HangupCall() | schemas.Transfer():
             return ("control.end",)
+    return None
+
+
+def _seq_problem(transcripts: Sequence[schemas.Transcript]) -> str | None:
+    """Transcript seqs count from 0 with no repeat, and no hole but in a replaced owner's.
+
+    A replaced owner can lose its last messages (killed; or stopped by the takeover while its
+    publish was retried through a NATS election): its successor numbers on from what was
+    stored, and transcribes again from the last transcript the brain took, so nothing goes
+    unheard. The last owner is replaced by no one: a hole after one of its messages is a loss."""
+    by_seq = sorted(transcripts, key=lambda t: t.seq)
+    seqs = [t.seq for t in by_seq]
+    if not seqs:
+        return None
+    if len(set(seqs)) != len(seqs):
+        return f"repeat: {seqs}"
+    last_owner = max(t.epoch for t in by_seq)
+    holes = [
+        (a.seq, b.seq)
+        for a, b in itertools.pairwise(by_seq)
+        if b.seq != a.seq + 1 and a.epoch == last_owner
+    ]
+    if seqs[0] != 0 or holes:
+        return f"have a hole in the last owner's: {seqs}"
     return None
 
 
