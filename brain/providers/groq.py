@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Annotated, Literal, Self
 
 import groq
+import httpx
 import msgspec
 from groq.types.chat import ChatCompletionMessageParam
 
@@ -29,6 +30,9 @@ from brain.nlu.numbers_fr import normalize_phone
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "llama-3.3-70b-versatile"
+# Idle connections kept this long (the SDK's pool: 5 s): a call's lines come every 5-10 s, and
+# web servers commonly keep an idle connection 60 s or more (nginx 75 s).
+KEEPALIVE_S = 60.0
 _MAX_TOKENS = 200  # the JSON reading is small; a bound keeps a confused model short
 _MAX_NAME_CHARS = 80
 
@@ -156,11 +160,16 @@ def _user_message(text: str, expecting: str | None, state: str | None) -> str:
 
 
 class GroqNlu:
-    """`understand()` one utterance within `timeout_s` (both attempts included)."""
+    """`understand()` one utterance within `timeout_s` (both attempts included).
+
+    `keepalive_s`: how long an idle connection to Groq is kept for the next request. The SDK's
+    pool drops it after 5 s, shorter than the time between two lines of a caller (4.8-7.7 s in
+    a sample call): most requests then paid a new TCP and TLS handshake, round trips to the
+    service on the caller's wait (`python -m bench provider_connections`)."""
 
     def __init__(
         self, *, api_key: str, model: str = DEFAULT_MODEL, base_url: str | None = None,
-        timeout_s: float,
+        timeout_s: float, keepalive_s: float = KEEPALIVE_S,
     ) -> None:  # fmt: skip
         if timeout_s <= 0:
             raise ValueError("timeout_s must be positive")
@@ -168,7 +177,15 @@ class GroqNlu:
         self.timeout_s = timeout_s
         # Retries are ours (invalid output) or the dialog's (errors): the SDK makes none.
         self._client = groq.AsyncGroq(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=groq.DefaultAsyncHttpxClient(
+                limits=httpx.Limits(
+                    max_connections=100, max_keepalive_connections=20, keepalive_expiry=keepalive_s
+                )
+            ),
         )
 
     async def aclose(self) -> None:

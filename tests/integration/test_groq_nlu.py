@@ -42,6 +42,28 @@ def nlu_for(server: ChatServer, timeout_s: float = 3.0) -> GroqNlu:
     return GroqNlu(api_key="test-key", base_url=server.base_url, timeout_s=timeout_s)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(20)
+async def test_a_callers_next_line_reuses_the_connection_to_groq() -> None:
+    """Lines come 5 to 8 s apart in a call: past the SDK pool's 5 s, every request paid a new
+    connection (TCP and TLS handshakes to the service, here `connect_s`)."""
+
+    async def two_lines(keepalive_s: float | None) -> tuple[int, list[float]]:
+        async with ChatServer(keep_alive=True, connect_s=0.3) as server:
+            server.reply(AFFIRM)
+            server.reply(AFFIRM)
+            kw = {} if keepalive_s is None else {"keepalive_s": keepalive_s}
+            async with GroqNlu(api_key="k", base_url=server.base_url, timeout_s=3.0, **kw) as llm:
+                first = await llm.understand("oui", "yes_no", "VERIFICATION")
+                await asyncio.sleep(6.0)  # the bot's question, then the caller's answer
+                second = await llm.understand("oui", "yes_no", "VERIFICATION")
+            return server.connections, [first[2], second[2]]
+
+    (ours, ms), (sdk_pool, sdk_ms) = await asyncio.gather(two_lines(None), two_lines(5.0))
+    assert ours == 1 and ms[1] < 250, ms  # the second line pays no connection
+    assert sdk_pool == 2 and sdk_ms[1] >= 300, sdk_ms  # with the SDK's 5 s it did
+
+
 @pytest.mark.timeout(10)
 async def test_valid_json_gives_the_reading_raw_output_and_latency(server: ChatServer) -> None:
     server.reply(PIERRE)

@@ -17,6 +17,7 @@ from events.bus import Bus
 from events.claims import Claim
 from tts_worker.config import TtsConfig
 from tts_worker.frames import pad_to_frames
+from tts_worker.providers.openai import OpenAIProvider
 from tts_worker.resample import AudioPool
 from tts_worker.worker import FIRST_MESSAGE_BYTES, CallSpeech, TtsWorker
 
@@ -274,3 +275,36 @@ async def test_takeover_skips_what_the_previous_owner_published(
         await bus.publish(subjects.event(call_id, "ended"), ended)
         async with asyncio.timeout(5):
             await task
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(30)
+async def test_the_next_synthesised_answer_reuses_the_connection_to_openai(
+    pool: AudioPool,
+) -> None:
+    """Synthesised answers come seconds apart: past the SDK pool's 5 s, each one paid a new
+    connection (TCP and TLS handshakes to the service, here `connect_s`) before its audio."""
+
+    async def two_answers(keepalive_s: float | None) -> tuple[int, list[float]]:
+        async with OpenAISpeechServer(api_key="k", connect_s=0.3) as server:
+            kw = {} if keepalive_s is None else {"keepalive_s": keepalive_s}
+            provider = OpenAIProvider(pool, api_key="k", base_url=server.base_url, **kw)
+            first_audio: list[float] = []
+            try:
+                for pause in (6.0, 0.0):  # the caller's turn between the two answers
+                    t0 = time.perf_counter()
+                    first: float | None = None
+                    async for _ in provider.speak_native("Débranchez votre box."):
+                        # Read to the end, as the worker does: a connection left mid-answer
+                        # is closed, not kept.
+                        first = time.perf_counter() - t0 if first is None else first
+                    assert first is not None
+                    first_audio.append(first)
+                    await asyncio.sleep(pause)
+            finally:
+                await provider.close()
+            return server.connections, first_audio
+
+    (ours, s), (sdk_pool, sdk_s) = await asyncio.gather(two_answers(None), two_answers(5.0))
+    assert ours == 1 and s[1] < 0.25, s  # the second answer pays no connection
+    assert sdk_pool == 2 and sdk_s[1] >= 0.3, sdk_s  # with the SDK's 5 s it did

@@ -60,6 +60,10 @@ class ChatServer:
     responder: Callable[[Request], Step] | None = None
     keep_requests: bool = True
     keep_alive: bool = False
+    # What opening a connection costs against the real service (TCP and TLS handshakes across
+    # the internet, which 127.0.0.1 does not have): a connection's first answer is that late.
+    connect_s: float = 0.0
+    connections: int = 0  # accepted so far
     requests: list[Request] = field(default_factory=list)
     _script: deque[Step] = field(default_factory=deque)
     _server: asyncio.Server | None = None
@@ -123,20 +127,30 @@ class ChatServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
         try:
-            while await self._serve(reader, writer) and self.keep_alive:
-                pass
+            first = True
+            while await self._serve(reader, writer, setup_s=self.connect_s if first else 0.0):
+                if not self.keep_alive:
+                    break
+                first = False
         except (ConnectionError, asyncio.IncompleteReadError):
             pass  # the client gave up (its timeout): nothing to answer
+        except asyncio.CancelledError:
+            pass  # our own close(), a kept-alive connection idle: end quietly
         finally:
             self._tasks.discard(task)
             writer.close()
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, setup_s: float = 0.0
+    ) -> bool:
         """One request; False when the connection should close."""
         head = await reader.readuntil(b"\r\n\r\n")
+        if setup_s:
+            await asyncio.sleep(setup_s)
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         method, path, _ = request_line.split(" ", 2)
         headers = {

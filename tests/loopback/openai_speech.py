@@ -73,6 +73,10 @@ class OpenAISpeechServer:
     keep_requests: bool = True  # False: nothing recorded (a long load run)
     requests: list[SpeechRequest] = field(default_factory=list)
     port: int = 0
+    # What opening a connection costs against the real service (TCP and TLS handshakes across
+    # the internet, which 127.0.0.1 does not have): a connection's first answer is that late.
+    connect_s: float = 0.0
+    connections: int = 0  # accepted so far
     _server: asyncio.Server | None = None
     _changed: asyncio.Condition | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
@@ -118,9 +122,11 @@ class OpenAISpeechServer:
         task = asyncio.current_task()
         assert task is not None
         self._handlers.add(task)
+        self.connections += 1
+        setup_s = self.connect_s
         try:
-            while await self._one_request(reader, writer):
-                pass
+            while await self._one_request(reader, writer, setup_s=setup_s):
+                setup_s = 0.0
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -133,12 +139,14 @@ class OpenAISpeechServer:
                 await writer.wait_closed()
 
     async def _one_request(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, setup_s: float = 0.0
     ) -> bool:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError:
             return False  # the client closed an idle keep-alive connection
+        if setup_s:
+            await asyncio.sleep(setup_s)
         request_line, *lines = head.decode("latin-1").split("\r\n")
         method, path, _ = request_line.split(" ", 2)
         headers = {}

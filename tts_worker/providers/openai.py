@@ -27,6 +27,7 @@ log = logging.getLogger("tts_worker.providers.openai")
 
 OPENAI_RATE_HZ: Final = 24000  # response_format="pcm": s16le mono 24 kHz
 _CHUNK: Final = 4800  # 100 ms at 24 kHz
+KEEPALIVE_S: Final = 60.0  # idle connections kept (the SDK's pool: 5 s)
 
 
 class OpenAIProvider:
@@ -42,13 +43,26 @@ class OpenAIProvider:
         model: str = "tts-1",
         voice: str = "alloy",
         timeout_s: float = 5.0,
+        keepalive_s: float = KEEPALIVE_S,
     ) -> None:
         self.pool = pool
         self.model = model
         self.voice = voice
         self.timeout_s = timeout_s
+        # Idle connections kept `keepalive_s` (the SDK's pool: 5 s), as for Groq (see
+        # brain/providers/groq.py): synthesised answers come tens of seconds apart in a call.
         self.client = openai.AsyncOpenAI(
-            api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout_s,
+            max_retries=0,
+            http_client=openai.DefaultAsyncHttpxClient(
+                limits=http.Limits(
+                    max_connections=1000,
+                    max_keepalive_connections=100,
+                    keepalive_expiry=keepalive_s,
+                )
+            ),
         )
 
     @property
