@@ -161,6 +161,14 @@ BENCHES = (
         "on are held",
     ),
     Bench(
+        "provider_connections",
+        "provider_connections.py",
+        ("--json", JSON_ARG),
+        "Groq and OpenAI requests 6 s apart, as a caller's lines come, through the real SDKs: "
+        "new connections (each charged 150 ms of handshakes) and time over the provider's delay, "
+        "with the SDKs' 5 s pool vs ours",
+    ),
+    Bench(
         "failover",
         "failover.py",
         ("--kills", "5", "--json", JSON_ARG),
