@@ -148,6 +148,8 @@ class CallBrain:
 
     async def run(self) -> None:
         log.info("[%s] brain owns the call%s", self.call_id, " (takeover)" if self.takeover else "")
+        if self.w.llm is not None:
+            self._side(self.w.llm.warm())  # the LLM's connection, during the welcome
         follower = asyncio.create_task(self._follow(), name=f"brain-follow-{self.call_id}")
         try:
             while not (self.ended and self.queue.empty()):

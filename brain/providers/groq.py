@@ -12,8 +12,10 @@ converted here, at the boundary: `NluTimeout`, or `NluError` with `retryable`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import math
 import time
 from types import TracebackType
 from typing import Annotated, Literal, Self
@@ -33,6 +35,7 @@ DEFAULT_MODEL = "llama-3.3-70b-versatile"
 # Idle connections kept this long (the SDK's pool: 5 s): a call's lines come every 5-10 s, and
 # web servers commonly keep an idle connection 60 s or more (nginx 75 s).
 KEEPALIVE_S = 60.0
+WARM_MARGIN_S = 5.0  # `warm` when the kept connection may be about to go
 _MAX_TOKENS = 200  # the JSON reading is small; a bound keeps a confused model short
 _MAX_NAME_CHARS = 80
 
@@ -175,6 +178,8 @@ class GroqNlu:
             raise ValueError("timeout_s must be positive")
         self.model = model
         self.timeout_s = timeout_s
+        self.keepalive_s = keepalive_s
+        self._used_at = -math.inf  # monotonic time of the last request: is a connection kept?
         # Retries are ours (invalid output) or the dialog's (errors): the SDK makes none.
         self._client = groq.AsyncGroq(
             api_key=api_key,
@@ -198,6 +203,18 @@ class GroqNlu:
         self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    async def warm(self) -> None:
+        """Open a connection now if none is kept: a call starts with the welcome (about 2 s),
+        so the handshakes are done before the caller's first line rather than on it. Costs one
+        `GET /models`, only after `keepalive_s` without a request; a failure is left to the
+        request that needs the connection."""
+        if time.monotonic() - self._used_at < self.keepalive_s - WARM_MARGIN_S:
+            return
+        self._used_at = time.monotonic()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.timeout_s):
+                await self._client.models.list()
 
     async def understand(
         self, text: str, expecting: str | None, state: str | None, *, call_id: str = "-"
@@ -226,6 +243,7 @@ class GroqNlu:
         raise NluInvalidOutput("LLM output invalid twice", tuple(raws))
 
     async def _complete(self, messages: list[ChatCompletionMessageParam]) -> str:
+        self._used_at = time.monotonic()
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,

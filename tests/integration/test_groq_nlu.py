@@ -65,6 +65,19 @@ async def test_a_callers_next_line_reuses_the_connection_to_groq() -> None:
 
 
 @pytest.mark.timeout(10)
+async def test_warm_opens_the_connection_before_the_first_line_and_only_when_none_is_kept() -> None:
+    async with ChatServer(keep_alive=True, connect_s=0.3) as server:
+        server.reply(AFFIRM)
+        async with GroqNlu(api_key="k", base_url=server.base_url, timeout_s=3.0) as llm:
+            await llm.warm()  # the brain's, at the start of a call: the welcome covers it
+            assert (server.connections, server.warmups) == (1, 1)
+            _, _, ms = await llm.understand("oui", "yes_no", "VERIFICATION")
+            await llm.warm()  # a connection is kept: nothing to do
+        assert ms < 250  # the caller's first line paid no connection
+        assert (server.connections, server.warmups, len(server.requests)) == (1, 1, 1)
+
+
+@pytest.mark.timeout(10)
 async def test_valid_json_gives_the_reading_raw_output_and_latency(server: ChatServer) -> None:
     server.reply(PIERRE)
     async with nlu_for(server) as llm:

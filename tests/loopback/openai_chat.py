@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 PATHS = ("/openai/v1/chat/completions", "/v1/chat/completions")
+MODEL_PATHS = ("/openai/v1/models", "/v1/models")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests",
             500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
 
@@ -64,6 +65,7 @@ class ChatServer:
     # the internet, which 127.0.0.1 does not have): a connection's first answer is that late.
     connect_s: float = 0.0
     connections: int = 0  # accepted so far
+    warmups: int = 0  # GET /models answered
     requests: list[Request] = field(default_factory=list)
     _script: deque[Step] = field(default_factory=deque)
     _server: asyncio.Server | None = None
@@ -158,6 +160,11 @@ class ChatServer:
             for name, _, value in (h.partition(":") for h in header_lines if h)
         }
         body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if method == "GET" and path in MODEL_PATHS:
+            # A client opening its connection ahead of need: not a scripted step, not recorded.
+            self.warmups += 1
+            await _respond(writer, 200, {"object": "list", "data": []}, self.keep_alive)
+            return True
         request = Request(method, path, headers, json.loads(body) if body else None)
         if self.keep_requests:
             async with self._received:
