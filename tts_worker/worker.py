@@ -154,9 +154,13 @@ class TtsWorker:
         call = CallSpeech(self, claim)
         self.calls[claim.call_id] = call
         metrics.ACTIVE_CALLS.inc()
+        # The provider's connection, while the welcome (a cached phrase) plays.
+        warm = asyncio.ensure_future(self._openai.warm()) if self._openai else None
         try:
             await call.run(claim.takeover)
         finally:
+            if warm is not None:
+                warm.cancel()
             metrics.ACTIVE_CALLS.dec()
             del self.calls[claim.call_id]
 

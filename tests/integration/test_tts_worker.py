@@ -146,6 +146,9 @@ async def test_cached_phrase_costs_no_provider_call(
     assert b"".join(m.pcm for m in messages) == pad_to_frames(phrase[lead:])
     assert messages[0].pcm[:2] != b"\0\0"
     assert speech.requests == []  # neither the cache generation nor the say asked the provider
+    # The call's start only opened the connection, for a synthesised answer to come.
+    await speech.wait_for(lambda: speech.warmups == 1)
+    assert speech.connections == 1 and speech.requests == []
 
 
 async def test_dynamic_text_is_streamed_resampled_and_continuous(
@@ -308,3 +311,23 @@ async def test_the_next_synthesised_answer_reuses_the_connection_to_openai(
     (ours, s), (sdk_pool, sdk_s) = await asyncio.gather(two_answers(None), two_answers(5.0))
     assert ours == 1 and s[1] < 0.25, s  # the second answer pays no connection
     assert sdk_pool == 2 and sdk_s[1] >= 0.3, sdk_s  # with the SDK's 5 s it did
+
+
+@pytest.mark.timeout(10)
+async def test_warm_opens_the_connection_before_the_first_synthesised_answer(
+    pool: AudioPool,
+) -> None:
+    async with OpenAISpeechServer(api_key="k", connect_s=0.3) as server:
+        provider = OpenAIProvider(pool, api_key="k", base_url=server.base_url)
+        try:
+            await provider.warm()  # the worker's, when it takes a call: the welcome covers it
+            assert (server.connections, server.warmups) == (1, 1)
+            t0 = time.perf_counter()
+            first: float | None = None
+            async for _ in provider.speak_native("Débranchez votre box."):
+                first = time.perf_counter() - t0 if first is None else first
+            await provider.warm()  # a connection is kept: nothing to do
+        finally:
+            await provider.close()
+    assert first is not None and first < 0.25  # the answer paid no connection
+    assert (server.connections, server.warmups, len(server.requests)) == (1, 1, 1)

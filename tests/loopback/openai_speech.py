@@ -77,6 +77,7 @@ class OpenAISpeechServer:
     # the internet, which 127.0.0.1 does not have): a connection's first answer is that late.
     connect_s: float = 0.0
     connections: int = 0  # accepted so far
+    warmups: int = 0  # GET /v1/models answered
     _server: asyncio.Server | None = None
     _changed: asyncio.Condition | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
@@ -155,6 +156,17 @@ class OpenAISpeechServer:
                 name, value = line.split(":", 1)
                 headers[name.strip().lower()] = value.strip()
         body = await reader.readexactly(int(headers.get("content-length", "0")))
+        if method == "GET" and path.split("?")[0] == "/v1/models":
+            # A client opening its connection ahead of need: not a speech request.
+            self.warmups += 1
+            models = json.dumps({"object": "list", "data": []}).encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(models), models)
+            )
+            await writer.drain()
+            await self._notify()
+            return True
         if method != "POST" or path.split("?")[0] != "/v1/audio/speech":
             await self._error(writer, 404, "not found")
             return True
