@@ -95,6 +95,10 @@ class BrainWorker:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        if self.llm is not None:
+            # The SDK's first request imports and sets up its HTTP stack (hundreds of ms in a
+            # new process): here, not on the first call's welcome or first line.
+            await self.llm.warm()
         claims = CallClaims(
             self.bus,
             CLAIMS["brain"],

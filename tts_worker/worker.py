@@ -120,6 +120,8 @@ class TtsWorker:
 
     async def start(self) -> None:
         await self.pool.start()
+        if self._openai is not None:
+            await self._openai.warm()  # the SDK's first-request set-up, not on a call (brain)
         self.phrases = await self._phrase_cache(self.config.cache_dir)
         claims = CallClaims(self.bus, streams.CLAIMS["tts_worker"], self._on_call)
         self._claims_task = asyncio.create_task(claims.run(), name="tts_worker-claims")
