@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from loopback.openai_chat import ChatServer, Request, Step
 from loopback.openai_speech import OpenAISpeechServer, SpeechScript
 
-from brain.providers.groq import KEEPALIVE_S, GroqNlu
+from brain.providers.groq import GroqNlu
+from events.kept_connection import KEEPALIVE_S
 from tts_worker.providers.openai import OpenAIProvider
 from tts_worker.resample import AudioPool
 

@@ -12,10 +12,8 @@ converted here, at the boundary: `NluTimeout`, or `NluError` with `retryable`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import math
 import time
 from types import TracebackType
 from typing import Annotated, Literal, Self
@@ -28,14 +26,11 @@ from groq.types.chat import ChatCompletionMessageParam
 from brain.nlu import Nlu
 from brain.nlu.normalize import title_name
 from brain.nlu.numbers_fr import normalize_phone
+from events.kept_connection import KEEPALIVE_S, KeptConnection
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "llama-3.3-70b-versatile"
-# Idle connections kept this long (the SDK's pool: 5 s): a call's lines come every 5-10 s, and
-# web servers commonly keep an idle connection 60 s or more (nginx 75 s).
-KEEPALIVE_S = 60.0
-WARM_MARGIN_S = 5.0  # `warm` when the kept connection may be about to go
 _MAX_TOKENS = 200  # the JSON reading is small; a bound keeps a confused model short
 _MAX_NAME_CHARS = 80
 
@@ -165,10 +160,8 @@ def _user_message(text: str, expecting: str | None, state: str | None) -> str:
 class GroqNlu:
     """`understand()` one utterance within `timeout_s` (both attempts included).
 
-    `keepalive_s`: how long an idle connection to Groq is kept for the next request. The SDK's
-    pool drops it after 5 s, shorter than the time between two lines of a caller (4.8-7.7 s in
-    a sample call): most requests then paid a new TCP and TLS handshake, round trips to the
-    service on the caller's wait (`python -m bench provider_connections`)."""
+    `keepalive_s`: how long an idle connection to Groq is kept for the next request, not the
+    SDK pool's 5 s (events/kept_connection.py)."""
 
     def __init__(
         self, *, api_key: str, model: str = DEFAULT_MODEL, base_url: str | None = None,
@@ -178,8 +171,7 @@ class GroqNlu:
             raise ValueError("timeout_s must be positive")
         self.model = model
         self.timeout_s = timeout_s
-        self.keepalive_s = keepalive_s
-        self._used_at = -math.inf  # monotonic time of the last request: is a connection kept?
+        self.connection = KeptConnection(keepalive_s)
         # Retries are ours (invalid output) or the dialog's (errors): the SDK makes none.
         self._client = groq.AsyncGroq(
             api_key=api_key,
@@ -206,15 +198,8 @@ class GroqNlu:
 
     async def warm(self) -> None:
         """Open a connection now if none is kept: a call starts with the welcome (about 2 s),
-        so the handshakes are done before the caller's first line rather than on it. Costs one
-        `GET /models`, only after `keepalive_s` without a request; a failure is left to the
-        request that needs the connection."""
-        if time.monotonic() - self._used_at < self.keepalive_s - WARM_MARGIN_S:
-            return
-        self._used_at = time.monotonic()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.timeout_s):
-                await self._client.models.list()
+        so the handshakes are done before the caller's first line rather than on it."""
+        await self.connection.warm(self._client.models.list, self.timeout_s)
 
     async def understand(
         self, text: str, expecting: str | None, state: str | None, *, call_id: str = "-"
@@ -243,7 +228,7 @@ class GroqNlu:
         raise NluInvalidOutput("LLM output invalid twice", tuple(raws))
 
     async def _complete(self, messages: list[ChatCompletionMessageParam]) -> str:
-        self._used_at = time.monotonic()
+        self.connection.used()
         try:
             response = await self._client.chat.completions.create(
                 model=self.model,

@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
-import time
 from collections.abc import AsyncGenerator
 from typing import Final
 
@@ -22,6 +20,7 @@ try:  # openai 3.x ships on httpx2; 1.x and 2.x on httpx: stream errors come fro
 except ImportError:  # pragma: no cover - depends on the installed openai
     import httpx as http  # type: ignore[no-redef]
 
+from events.kept_connection import KEEPALIVE_S, KeptConnection
 from tts_worker.providers.base import ProviderError, ProviderTimeout
 from tts_worker.resample import AudioPool
 
@@ -29,8 +28,6 @@ log = logging.getLogger("tts_worker.providers.openai")
 
 OPENAI_RATE_HZ: Final = 24000  # response_format="pcm": s16le mono 24 kHz
 _CHUNK: Final = 4800  # 100 ms at 24 kHz
-KEEPALIVE_S: Final = 60.0  # idle connections kept (the SDK's pool: 5 s)
-WARM_MARGIN_S: Final = 5.0  # `warm` when the kept connection may be about to go
 
 
 class OpenAIProvider:
@@ -52,10 +49,8 @@ class OpenAIProvider:
         self.model = model
         self.voice = voice
         self.timeout_s = timeout_s
-        self.keepalive_s = keepalive_s
-        self._used_at = -math.inf  # monotonic time of the last request: is a connection kept?
-        # Idle connections kept `keepalive_s` (the SDK's pool: 5 s), as for Groq (see
-        # brain/providers/groq.py): synthesised answers come tens of seconds apart in a call.
+        self.connection = KeptConnection(keepalive_s)
+        # Idle connections kept `keepalive_s`, not the SDK pool's 5 s (events/kept_connection.py).
         self.client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
@@ -79,19 +74,13 @@ class OpenAIProvider:
 
     async def warm(self) -> None:
         """Open a connection now if none is kept, when a call starts: its first synthesised
-        answer then pays no handshakes (as `GroqNlu.warm`). One `GET /models`, only after
-        `keepalive_s` without a request; a failure is left to the request that needs it."""
-        if time.monotonic() - self._used_at < self.keepalive_s - WARM_MARGIN_S:
-            return
-        self._used_at = time.monotonic()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(self.timeout_s):
-                await self.client.models.list()
+        answer then pays no handshakes."""
+        await self.connection.warm(self.client.models.list, self.timeout_s)
 
     async def speak_native(self, text: str, speed: float = 1.0) -> AsyncGenerator[bytes, None]:
         """`text` as 24 kHz s16le chunks as they arrive; cancelling closes the HTTP stream.
         `speed` is OpenAI's own (0.25-4.0; below 1 when the caller asked us to slow down)."""
-        self._used_at = time.monotonic()
+        self.connection.used()
         request = self.client.audio.speech.with_streaming_response.create(
             model=self.model,
             voice=self.voice,
