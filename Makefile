@@ -27,7 +27,7 @@ test: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy events brain edge stt_worker tts_worker archiver console voicebot quality
+	$(BIN)/mypy events brain edge stt_worker tts_worker archiver console voicebot quality bench
 
 format: setup
 	$(BIN)/ruff format .

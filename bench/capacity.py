@@ -453,7 +453,8 @@ def our_caller(
             raise RuntimeError(f"voicebot call failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
         record: dict[str, Any] = json.loads(out.read_text())
         (LOG_DIR / f"caller-{calls}.json").write_text(json.dumps(record, indent=1))
-    return record["figures"]
+    figures: dict[str, Any] = record["figures"]
+    return figures
 
 
 # --- the parts ----------------------------------------------------------------------------------

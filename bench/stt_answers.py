@@ -33,7 +33,8 @@ OTHER = {"yes_no": "category", "category": "yes_no"}
 
 def read(path: Path) -> bytes:
     with wave.open(str(path)) as w:
-        return w.readframes(w.getnframes())
+        pcm: bytes = w.readframes(w.getnframes())
+    return pcm
 
 
 def right(rec: Recognised, meaning: str) -> bool:

@@ -72,7 +72,8 @@ def noisy(pcm: bytes, noise: str | None, seed: int) -> bytes:
     speech = np.frombuffer(pcm, "<i2").astype(np.int32)
     frames = [np.frombuffer(ambience(), "<i2") for _ in range(len(speech) // 160 + 1)]
     background = np.concatenate(frames)[: len(speech)].astype(np.int32)
-    return np.clip(speech + background, -32768, 32767).astype("<i2").tobytes()
+    mixed: bytes = np.clip(speech + background, -32768, 32767).astype("<i2").tobytes()
+    return mixed
 
 
 def final_of(rec: whisper_local.Recognised) -> schemas.Final:

@@ -35,9 +35,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]  # this checkout's code, whatever the virtualenv has installed
 
+from brain.identify import NUMBER_ALONE_EDITS  # noqa: E402
 from brain.nlu.numbers_fr import to_digits  # noqa: E402
 from brain.nlu.rules import understand  # noqa: E402
-from brain.phone import MAX_DIGIT_EDITS, digit_edits  # noqa: E402
+from brain.phone import digit_edits  # noqa: E402
 from events.audio import SAMPLE_RATE  # noqa: E402
 from quality import synth  # noqa: E402
 from quality.numbers_fr import say_digits, say_pairs  # noqa: E402
@@ -151,11 +152,11 @@ def measure(prompt: str, limit: int | None) -> list[dict[str, Any]]:
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     times = sorted(r["seconds"] for r in rows)
-    near = sum(bool(r["phone"]) and r["digit_edits"] <= MAX_DIGIT_EDITS for r in rows)
+    near = sum(bool(r["phone"]) and r["digit_edits"] <= NUMBER_ALONE_EDITS for r in rows)
     return {
         "recognitions": len(rows),
         "exact_rate": sum(r["exact"] for r in rows) / len(rows),
-        # A number the brain can match to a customer's (brain/store.py, `nearest`)...
+        # A number the brain can match to a customer's without the name (brain/identify.py)...
         "near_rate": near / len(rows),
         # ...and one too far off: read back to the caller, who must say no.
         "far_rate": sum(bool(r["phone"]) for r in rows) / len(rows) - near / len(rows),

@@ -30,6 +30,7 @@ from typing import Any
 from stt_worker import model_store
 from stt_worker.config import DEFAULT_WHISPER_PROMPT, SttConfig
 from stt_worker.providers.whisper_local import Recognised, WhisperLocalStt, WhisperPool
+from stt_worker.turn import TurnConfig
 from stt_worker.vad import Segmenter, VadConfig
 
 FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "stt"
@@ -72,10 +73,12 @@ class TimedPool(WhisperPool):
         super().__init__(*args, **kwargs)
         self.waits: list[float] = []
 
-    async def recognise(self, pcm: bytes, prompt: str, *, limit_s: float) -> Recognised:
+    async def recognise(
+        self, pcm: bytes, prompt: str, *, limit_s: float, expecting: str | None = None
+    ) -> Recognised:
         began = time.perf_counter()
         try:
-            return await super().recognise(pcm, prompt, limit_s=limit_s)
+            return await super().recognise(pcm, prompt, limit_s=limit_s, expecting=expecting)
         finally:
             self.waits.append(time.perf_counter() - began)
 
@@ -132,12 +135,13 @@ async def load_level(
     pool: TimedPool, clips: list[bytes], callers: int, seconds: float
 ) -> dict[str, Any]:
     cfg = SttConfig()
-    provider = WhisperLocalStt(
-        pool,
-        vad=VadConfig(min_silence_ms=cfg.vad_min_silence_ms),
-        prompt=DEFAULT_WHISPER_PROMPT,
-        timeout_s=60,
+    turn = TurnConfig(  # as the STT worker builds it (stt_worker/worker.py)
+        min_speech_ms=cfg.vad_min_speech_ms,
+        pause_ms=cfg.vad_pause_ms,
+        end_ms=cfg.vad_min_silence_ms,
+        max_utterance_ms=cfg.vad_max_utterance_ms,
     )
+    provider = WhisperLocalStt(pool, turn=turn, prompt=DEFAULT_WHISPER_PROMPT, timeout_s=60)
     latencies: list[float] = []
     pool.waits.clear()
     t0 = time.monotonic() + 0.2

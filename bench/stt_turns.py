@@ -71,7 +71,8 @@ class Line:
 
 def read(path: Path) -> bytes:
     with wave.open(str(path)) as w:
-        return w.readframes(w.getnframes())
+        pcm: bytes = w.readframes(w.getnframes())
+    return pcm
 
 
 def last_sound(pcm: bytes) -> float:
