@@ -79,7 +79,7 @@ class Call:
         self.id = call_id
         self.peer = peer
         self.playout = Playout(
-            prebuffer_frames=cfg.prebuffer_ms // audio.FRAME_MS,
+            prebuffer=server.prebuffer,
             max_frames=int(cfg.max_queued_out_s / FRAME_S),
         )
         self.frames_out = 0

@@ -35,6 +35,9 @@ class EdgeConfig:
     uuid_timeout_s: float = 2.0  # Asterisk sends the UUID within ms; 2 s is its own watchdog
     frame_timeout_s: float = 2.0  # a message whose bytes stop arriving mid-way ends the call
     prebuffer_ms: int = 40  # jitter queue filled before an utterance starts
+    # ... and how deep it may grow after utterances ran dry (edge/prebuffer.py); equal to
+    # prebuffer_ms: fixed.
+    prebuffer_max_ms: int = 160
     max_queued_out_s: float = 120.0  # bot audio queued per call before frames are refused
     inbound_max_ahead_s: float = 1.0  # caller audio allowed ahead of real time before "flood"
     hangup_drain_max_s: float = 30.0  # longest wait for queued audio before a hang-up
@@ -60,6 +63,11 @@ class EdgeConfig:
         if self.audio_in_batch_ms % 20:
             raise ConfigError(
                 f"AUDIO_IN_BATCH_MS must be a multiple of 20, got {self.audio_in_batch_ms}"
+            )
+        if self.prebuffer_max_ms < self.prebuffer_ms:
+            raise ConfigError(
+                f"EDGE_PREBUFFER_MAX_MS ({self.prebuffer_max_ms}) must be at least "
+                f"EDGE_PREBUFFER_MS ({self.prebuffer_ms})"
             )
         if self.unavailable_after_s <= self.hold_after_s:
             raise ConfigError(
@@ -119,6 +127,7 @@ class EdgeConfig:
             uuid_timeout_s=envlib.get_float("EDGE_UUID_TIMEOUT_S", 2.0, e, minimum=0.05),
             frame_timeout_s=envlib.get_float("EDGE_FRAME_TIMEOUT_S", 2.0, e, minimum=0.05),
             prebuffer_ms=envlib.get_int("EDGE_PREBUFFER_MS", 40, e, minimum=20),
+            prebuffer_max_ms=envlib.get_int("EDGE_PREBUFFER_MAX_MS", 160, e, minimum=20),
             max_queued_out_s=envlib.get_float("EDGE_MAX_QUEUED_OUT_S", 120.0, e, minimum=1.0),
             inbound_max_ahead_s=envlib.get_float("EDGE_INBOUND_MAX_AHEAD_S", 1.0, e, minimum=0.1),
             hangup_drain_max_s=envlib.get_float("EDGE_HANGUP_DRAIN_MAX_S", 30.0, e),

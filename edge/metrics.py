@@ -15,6 +15,10 @@ FRAMES_OUT: Final = Counter("voicebot_edge_frames_out_total", "320 B frames writ
 UNDERRUNS: Final = Counter(
     "voicebot_edge_underruns_total", "Ticks where a playing utterance had no frame ready"
 )
+PREBUFFER: Final = Gauge(
+    "voicebot_edge_prebuffer_seconds",
+    "Bot audio an utterance waits for before it plays (grows after under-runs)",
+)
 PACING_LATENESS: Final = Histogram(
     "voicebot_edge_pacing_lateness_seconds",
     "How late the shared ticker ran against its absolute deadline",

@@ -1,10 +1,12 @@
 """The bot's side of one call: a small jitter queue of 320 B frames grouped by utterance.
 
-Pure: no clock, no I/O. The ticker asks `next_frame()` once per tick and always gets exactly
-one frame (silence when nothing is due). Playback notices (started / finished / interrupted)
-come back as values for the caller to publish. Utterances play in arrival order; an utterance
-starts once `prebuffer` frames are queued or its last message arrived, so a slow first message
-does not start it and then starve it at once.
+No I/O; no clock but the shared `Prebuffer`'s. The ticker asks `next_frame()` once per tick and
+always gets exactly one frame (silence when nothing is due). Playback notices (started /
+finished / interrupted) come back as values for the caller to publish. Utterances play in
+arrival order; an utterance starts once the prebuffer's frames are queued or its last message
+arrived, so a slow first message does not start it and then starve it at once. A playing
+utterance that runs dry is a gap, reported to the prebuffer (prebuffer.py), which the edge's
+calls share.
 
 Messages of an utterance carry a sequence number. A TTS instance that takes a call over re-speaks
 an utterance its dead predecessor had only partly published from its start, numbered from 0
@@ -18,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+from edge.prebuffer import Prebuffer
 from events.audio import FRAME_BYTES, SILENCE
 
 FORGET_DONE: Final = 256  # ids of finished or flushed utterances remembered, to drop late audio
@@ -40,14 +43,19 @@ class _Utterance:
     started: bool = False
     played: int = 0
     idle_ticks: int = 0  # consecutive ticks at the head with nothing to play
+    dry: bool = False  # started, and ran out of frames: the gap is already counted
     last_seq: int = -1  # sequence number of the newest message accepted
 
 
 class Playout:
     def __init__(
-        self, *, prebuffer_frames: int = 2, max_frames: int = 6000, stall_ticks: int = 250
+        self,
+        *,
+        prebuffer: int | Prebuffer = 2,
+        max_frames: int = 6000,
+        stall_ticks: int = 250,
     ) -> None:
-        self.prebuffer_frames = max(1, prebuffer_frames)
+        self.prebuffer = prebuffer if isinstance(prebuffer, Prebuffer) else Prebuffer(prebuffer)
         self.max_frames = max_frames
         self.stall_ticks = stall_ticks
         self._order: deque[_Utterance] = deque()
@@ -55,6 +63,7 @@ class Playout:
         self._done: deque[str] = deque(maxlen=FORGET_DONE)
         self._queued = 0
         self.underruns = 0  # ticks where a started utterance had no frame ready
+        self.gaps = 0  # times a started utterance ran dry (one gap lasts one or more ticks)
         self.overflow_frames = 0  # frames refused because the queue was full
         self.late_frames = 0  # frames of an already flushed or finished utterance, dropped
         self.repeated_frames = 0  # frames of messages already received (a re-spoken start)
@@ -124,7 +133,7 @@ class Playout:
         notices: list[Notice] = []
         while self._order:
             u = self._order[0]
-            if u.frames and (u.started or u.complete or len(u.frames) >= self.prebuffer_frames):
+            if u.frames and (u.started or u.complete or len(u.frames) >= self.prebuffer.frames):
                 if not u.started:
                     u.started = True
                     notices.append(Notice("started", u.id, 0))
@@ -132,6 +141,7 @@ class Playout:
                 self._queued -= 1
                 u.played += 1
                 u.idle_ticks = 0
+                u.dry = False
                 if not u.frames and u.complete:
                     self._retire(u)
                     notices.append(Notice("finished", u.id, u.played))
@@ -144,6 +154,10 @@ class Playout:
                 continue
             if u.started:
                 self.underruns += 1
+                if not u.dry:
+                    u.dry = True
+                    self.gaps += 1
+                    self.prebuffer.gap()
             u.idle_ticks += 1
             # Its producer died: do not block the queue. A first frame may take longer (TTS).
             if u.idle_ticks >= (self.stall_ticks if u.started else 2 * self.stall_ticks):

@@ -22,6 +22,7 @@ from edge.config import EdgeConfig, canonical_ip
 from edge.framing import HANGUP_MESSAGE, SLIN_HEADER_320, Parser, ProtocolError
 from edge.pacer import Ticker
 from edge.playout import Playout
+from edge.prebuffer import Prebuffer
 from edge.registry import CallRegistry
 from events import audio, codec, schemas, streams, subjects
 from events.bus import Bus
@@ -243,6 +244,11 @@ class EdgeServer:
         self.registry = registry or CallRegistry(outcome_ttl_s=config.outcome_ttl_s)
         self.allowed_ips = config.allowed_ips
         self.ticker = Ticker(on_tick=_observe_tick)
+        # One for all calls: bot audio comes late for every call of a busy machine at once.
+        self.prebuffer = Prebuffer(
+            config.prebuffer_ms // audio.FRAME_MS, config.prebuffer_max_ms // audio.FRAME_MS
+        )
+        metrics.PREBUFFER.set_function(lambda: self.prebuffer.frames * audio.FRAME_MS / 1000)
         self.calls: dict[str, Call] = {}
         self.busy: set[BusyCall] = set()
         self.connections: set[Connection] = set()

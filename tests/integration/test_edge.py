@@ -127,6 +127,47 @@ async def test_bot_audio_plays_then_flush_cuts_it_within_a_tick(bus: Bus, tmp_pa
         await peer.close()
 
 
+async def send_out(
+    bus: Bus, call_id: str, utterance: str, seq: int, pcm: bytes, *, last: bool
+) -> None:
+    """One audio.out message, as the TTS worker sends them while the provider speaks."""
+    headers = audio.out_headers(utterance, seq, last)
+    await bus.nc.publish(subjects.audio_out(call_id), pcm, headers=headers)
+    await bus.nc.flush(timeout=2)
+
+
+@pytest.mark.timeout(20)
+async def test_after_bot_audio_ran_dry_the_next_utterance_waits_for_more(
+    bus: Bus, tmp_path: Path
+) -> None:
+    """An utterance's next message came late (a TTS worker short of CPU) and it ran dry: a gap
+    in the middle of the bot's words. The edge then queues more of the next utterance before it
+    plays it (EDGE_PREBUFFER_MS 40 -> 80 ms), so that one plays through."""
+    async with running_edge(bus, edge_config(tmp_path)) as server:
+        peer, rec = await connected(server, bus)
+        cid = peer.call_id
+        assert metric("voicebot_edge_prebuffer_seconds") == pytest.approx(0.04)
+        await send_out(bus, cid, "u1", 0, tone(4), last=False)
+        await rec.wait_event("playback", "started")
+        await peer.wait_audio(len(peer.audio) + 12)  # its 4 frames, then nothing to play
+        assert server.prebuffer.gaps == 1
+        await send_out(bus, cid, "u1", 1, tone(4), last=True)
+        await rec.wait_event("playback", "finished")
+        assert metric("voicebot_edge_prebuffer_seconds") == pytest.approx(0.08)
+
+        heard = len(peer.audio)
+        await send_out(bus, cid, "u2", 0, tone(2), last=False)  # 40 ms: no longer enough
+        await peer.wait_audio(heard + 10)
+        assert all(f.payload == audio.SILENCE for f in peer.audio[heard:])
+        assert [p.utterance_id for p in rec.events("playback", "started")] == ["u1"]
+        await send_out(bus, cid, "u2", 1, tone(2), last=False)  # 80 ms: it starts
+        await send_out(bus, cid, "u2", 2, tone(4), last=True)
+        await rec.wait(lambda: len(rec.events("playback", "finished")) == 2)
+        voiced = [f for f in peer.audio[heard:] if f.payload != audio.SILENCE]
+        assert len(voiced) == 8 and server.prebuffer.gaps == 1  # played through
+        await peer.close()
+
+
 @pytest.mark.timeout(20)
 async def test_hangup_waits_for_the_queued_goodbye(bus: Bus, tmp_path: Path) -> None:
     async with running_edge(bus, edge_config(tmp_path)) as server:

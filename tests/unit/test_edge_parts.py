@@ -40,6 +40,7 @@ def test_env_is_read_and_peers_canonicalised() -> None:
         ({"AUDIOSOCKET_PORT": "70000"}, "AUDIOSOCKET_PORT"),
         ({"MAX_CONCURRENT_CALLS": "0"}, "MAX_CONCURRENT_CALLS"),
         ({"EDGE_BARGEIN_VAD": "maybe"}, "EDGE_BARGEIN_VAD"),
+        ({"EDGE_PREBUFFER_MS": "200"}, "EDGE_PREBUFFER_MAX_MS"),  # above the most it may grow
     ],
 )
 def test_bad_settings_name_the_variable(env: dict[str, str], variable: str) -> None:

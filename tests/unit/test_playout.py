@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.playout import Notice, Playout
+from edge.prebuffer import Prebuffer
 from events.audio import FRAME_BYTES, SILENCE
 
 
@@ -27,7 +28,7 @@ def test_silence_when_idle_is_not_an_underrun() -> None:
 
 
 def test_utterance_plays_frame_by_frame_with_notices() -> None:
-    p = Playout(prebuffer_frames=2)
+    p = Playout(prebuffer=2)
     assert p.push("u1", frames(3), last=True) == 3
     out, notices = drain(p, 5)
     assert out[:3] == [frames(1)] * 3 and out[3:] == [SILENCE] * 2
@@ -36,7 +37,7 @@ def test_utterance_plays_frame_by_frame_with_notices() -> None:
 
 
 def test_prebuffer_waits_for_enough_frames_unless_last() -> None:
-    p = Playout(prebuffer_frames=3)
+    p = Playout(prebuffer=3)
     p.push("u1", frames(1), last=False)
     out, notices = drain(p, 2)
     assert out == [SILENCE, SILENCE] and notices == []
@@ -46,7 +47,7 @@ def test_prebuffer_waits_for_enough_frames_unless_last() -> None:
 
 
 def test_underrun_mid_utterance_is_silence_and_counted() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("u1", frames(1), last=False)
     out, _ = drain(p, 3)
     assert out == [frames(1), SILENCE, SILENCE]
@@ -54,10 +55,25 @@ def test_underrun_mid_utterance_is_silence_and_counted() -> None:
     p.push("u1", frames(1, 2), last=True)
     frame, notices = p.next_frame()
     assert frame == frames(1, 2) and notices == [Notice("finished", "u1", 2)]
+    assert p.gaps == 1  # two silent ticks, one gap
+
+
+def test_a_gap_deepens_the_shared_prebuffer_for_every_call() -> None:
+    shared = Prebuffer(1, 4, step_frames=2, clock=lambda: 0.0)
+    first, second = Playout(prebuffer=shared), Playout(prebuffer=shared)
+    first.push("u1", frames(1), last=False)
+    drain(first, 3)
+    assert (first.gaps, shared.gaps, shared.frames) == (1, 1, 3)
+    second.push("u2", frames(2), last=False)
+    out, notices = drain(second, 2)
+    assert out == [SILENCE, SILENCE] and notices == []  # 2 frames no longer start it
+    second.push("u2", frames(1), last=False)
+    frame, notices = second.next_frame()
+    assert frame == frames(1) and notices == [Notice("started", "u2", 0)]
 
 
 def test_utterances_play_in_order() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("a", frames(1, 1), last=False)
     p.push("b", frames(1, 2), last=True)
     p.push("a", frames(1, 3), last=True)
@@ -66,7 +82,7 @@ def test_utterances_play_in_order() -> None:
 
 
 def test_flush_one_utterance_and_its_late_audio() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("a", frames(5, 1), last=False)
     p.push("b", frames(2, 2), last=True)
     drain(p, 2)
@@ -79,7 +95,7 @@ def test_flush_one_utterance_and_its_late_audio() -> None:
 
 
 def test_flush_all_drops_everything_at_once() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("a", frames(5), last=True)
     p.push("b", frames(5), last=True)
     p.next_frame()
@@ -96,7 +112,7 @@ def test_flush_before_the_audio_arrives() -> None:
 
 
 def test_expected_utterance_holds_its_place() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.expect("goodbye")
     assert not p.idle  # a hang-up waits for it
     p.push("goodbye", frames(1), last=True)
@@ -105,7 +121,7 @@ def test_expected_utterance_holds_its_place() -> None:
 
 
 def test_stalled_utterance_is_dropped_not_blocking() -> None:
-    p = Playout(prebuffer_frames=1, stall_ticks=3)
+    p = Playout(prebuffer=1, stall_ticks=3)
     p.push("dead", frames(1), last=False)
     p.push("next", frames(1, 2), last=True)
     out, notices = drain(p, 6)
@@ -120,7 +136,7 @@ def test_queue_is_bounded() -> None:
 
 
 def test_empty_last_message_finishes_the_utterance() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("a", frames(1), last=False)
     p.next_frame()
     p.push("a", b"", last=True)
@@ -131,7 +147,7 @@ def test_empty_last_message_finishes_the_utterance() -> None:
 def test_a_re_spoken_start_is_not_played_twice() -> None:
     """A new TTS owner re-speaks a partly published utterance from seq 0: the frames the edge
     already holds (or played) are skipped, the rest follows on."""
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("u1", frames(2, 1), last=False, seq=0)
     p.push("u1", frames(2, 2), last=False, seq=1)
     played, _ = drain(p, 3)  # the old owner's audio plays, then it dies
@@ -146,7 +162,7 @@ def test_a_re_spoken_start_is_not_played_twice() -> None:
 
 
 def test_a_re_spoken_rendition_that_ends_sooner_still_ends_the_utterance() -> None:
-    p = Playout(prebuffer_frames=1)
+    p = Playout(prebuffer=1)
     p.push("u1", frames(2), last=False, seq=0)
     p.push("u1", frames(2), last=False, seq=1)
     p.push("u1", frames(1), last=True, seq=1)  # the new owner's rendition ends here
