@@ -128,6 +128,13 @@ BENCHES = (
         "clean/noisy) through offline Whisper, read back by the brain's phone parser",
     ),
     Bench(
+        "claim_latency",
+        "claim_latency.py",
+        ("--json", JSON_ARG),
+        "a call's `started` stored -> a worker's claim loop takes it: calls 4 a second, and 200 "
+        "at once",
+    ),
+    Bench(
         "nats_sync",
         "nats_sync.py",
         ("--calls", "200", "--rate", "5", "--seconds", "3"),
