@@ -132,6 +132,7 @@ class CallClaims:
                 try:
                     msgs = await psub.fetch(min(room, want), timeout=1.0)
                 except TimeoutError:  # nats' own and the bare asyncio one both mean "nothing yet"
+                    want = 1  # what was pending went to another instance
                     continue
                 except nats.errors.ConnectionClosedError:
                     return
