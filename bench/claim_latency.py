@@ -92,7 +92,9 @@ async def main(spaced: int, every: float, burst: int) -> dict[str, dict[str, flo
         server = NatsServer(store_dir=Path(tmp) / "nats", port=free_port())
         server.start()
         try:
-            await streams.ensure_streams((await Bus.connect(server.url, "setup")).js)
+            setup = await Bus.connect(server.url, "setup")
+            await streams.ensure_streams(setup.js)
+            await setup.close()
             spaced_delays: list[float] = []
             # Where a call falls in the claim loop's 1 s fetch cycle decides whether it waited:
             # three runs, each after a different idle time.

@@ -63,7 +63,6 @@ class Playout:
         self._done: deque[str] = deque(maxlen=FORGET_DONE)
         self._queued = 0
         self.underruns = 0  # ticks where a started utterance had no frame ready
-        self.gaps = 0  # times a started utterance ran dry (one gap lasts one or more ticks)
         self.overflow_frames = 0  # frames refused because the queue was full
         self.late_frames = 0  # frames of an already flushed or finished utterance, dropped
         self.repeated_frames = 0  # frames of messages already received (a re-spoken start)
@@ -154,9 +153,8 @@ class Playout:
                 continue
             if u.started:
                 self.underruns += 1
-                if not u.dry:
+                if not u.dry:  # one gap, however many ticks it lasts
                     u.dry = True
-                    self.gaps += 1
                     self.prebuffer.gap()
             u.idle_ticks += 1
             # Its producer died: do not block the queue. A first frame may take longer (TTS).
